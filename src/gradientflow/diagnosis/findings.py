@@ -1,0 +1,97 @@
+"""Findings and the Diagnosis: what the rules conclude from a Trace.
+
+A :class:`Finding` is one verdict: what is wrong (``kind``), how bad (``severity``), where
+(``layers``, input to output), the numbers it rests on (``evidence``), a message a newcomer
+understands, and the names of remedies worth trying, best first.
+
+>>> f = Finding("vanishing", "critical", ["fc0"], {"ratio": 1e-18}, "Gradients vanish.",
+...             ["swap_activation:relu"])
+>>> d = Diagnosis([f])
+>>> d.healthy, d.worst
+(False, 'critical')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def severity_rank(severity: str) -> int:
+    """0 for info, 1 for warning, 2 for critical."""
+    return _RANK[severity]
+
+
+def _json_number(x: Any) -> Any:
+    """Evidence values made JSON-safe: non-finite floats become strings ("inf", "nan")."""
+    if isinstance(x, dict):
+        return {str(k): _json_number(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_number(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+@dataclass
+class Finding:
+    """One verdict with its evidence."""
+
+    kind: str
+    severity: Severity
+    layers: list[str]
+    evidence: dict[str, Any]
+    message: str
+    remedies: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "layers": list(self.layers),
+            "evidence": _json_number(self.evidence),
+            "message": self.message,
+            "remedies": list(self.remedies),
+        }
+
+
+@dataclass
+class Diagnosis:
+    """All findings for one trace, most severe first."""
+
+    findings: list[Finding]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=lambda f: -severity_rank(f.severity))
+
+    @property
+    def healthy(self) -> bool:
+        """True when no finding is a warning or critical."""
+        return all(f.severity == "info" for f in self.findings)
+
+    @property
+    def worst(self) -> str | None:
+        """Highest severity among the findings, or None when there are none."""
+        return self.findings[0].severity if self.findings else None
+
+    def of_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def at_least(self, severity: str) -> list[Finding]:
+        return [f for f in self.findings if severity_rank(f.severity) >= severity_rank(severity)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "worst": self.worst,
+            "findings": [f.to_dict() for f in self.findings],
+            "meta": _json_number(self.meta),
+        }

@@ -1,0 +1,417 @@
+"""The Trace: the one data format between collecting and everything else.
+
+A Trace holds, for every *recorded* optimizer step (rows) and every *layer* (columns, input to
+output), a handful of metrics as numpy arrays, plus per-step scalars (loss, global gradient
+norm, skipped step), free-form extra arrays (per-time-step gradients of recurrent layers, for
+example) and JSON metadata. Rules, reports, the CLI and the lab read only Traces, so they work on
+hand-made Traces and on runs saved to disk.
+
+A value that was not measured at a step (full statistics are measured on sampled steps only) is
+NaN. A non-finite gradient norm is data: it stays ``inf`` or ``nan`` as measured.
+
+On disk (no pickle)::
+
+    DIR/meta.json              layers, metric names, metadata
+    DIR/chunks/00000000.npz    rows appended by the monitor, one file per flush (atomic rename)
+    DIR/extras/NAME.npy        extra arrays
+
+>>> import numpy as np
+>>> t = Trace.build(["fc1", "fc2"], steps=[0, 1], grad_norm=[[1e-3, 1.0], [2e-3, 1.0]])
+>>> t.n_records, t.layer_names
+(2, ['fc1', 'fc2'])
+>>> float(t.metrics["grad_norm"][1, 0])
+0.002
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradientflow.errors import GradientFlowError
+
+FORMAT = "gradientflow-trace"
+FORMAT_VERSION = 1
+
+#: Per-layer metrics, each an array of shape (recorded steps, layers).
+LAYER_METRICS: dict[str, str] = {
+    "grad_norm": "L2 norm of the layer's parameter gradients (weight and bias together)",
+    "weight_norm": "L2 norm of the layer's parameters",
+    "update_norm": "L2 norm of the change the optimizer step made to the parameters, ||dw||",
+    "rel_update": "relative update ||dw|| / ||w|| (the article's sign 1)",
+    "zero_frac": "fraction of parameters with |w| below the near-zero threshold (sign 2)",
+    "nonfinite": "number of NaN/Inf entries in the layer's gradients",
+    "out_grad_norm": "L2 norm of dL/ds, the gradient back-propagated to the layer's output",
+    "out_rms": "root mean square of the layer's output",
+    "in_dead_frac": "fraction of input units that are zero for every sample (dead ReLUs)",
+    "in_sat_frac": "fraction of input activations within eps of a sigmoid/tanh limit",
+}
+
+#: Per-step scalars, each an array of shape (recorded steps,).
+STEP_SCALARS: dict[str, str] = {
+    "loss": "training loss logged for the step (NaN if none was logged)",
+    "global_grad_norm": "L2 norm of all gradients together",
+    "skipped": "1.0 if the optimizer step was skipped (GradScaler found inf/NaN)",
+    "full": "1.0 if all statistics were measured at this step",
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+
+
+@dataclass
+class LayerInfo:
+    """One layer: a module that owns parameters directly.
+
+    ``input_activation`` is the activation that produced the layer's input (``"relu"``,
+    ``"sigmoid"``, ``"tanh"``, ...), as seen from the autograd graph, or None.
+    ``trainable`` is False when none of its parameters requires grad (or none is in the
+    optimizer): rules never blame such a layer.
+    """
+
+    name: str
+    kind: str = "Linear"
+    n_params: int = 0
+    trainable: bool = True
+    input_activation: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LayerInfo:
+        known = {k: d[k] for k in ("name", "kind", "n_params", "trainable", "input_activation")}
+        return cls(**known)
+
+
+@dataclass
+class Trace:
+    """Per-step, per-layer gradient-flow data. See the module docstring for the layout."""
+
+    layers: list[LayerInfo]
+    steps: np.ndarray
+    metrics: dict[str, np.ndarray]
+    scalars: dict[str, np.ndarray]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.steps = np.asarray(self.steps, dtype=np.int64).reshape(-1)
+        r, n = len(self.steps), len(self.layers)
+        for name in LAYER_METRICS:
+            arr = self.metrics.get(name)
+            arr = np.full((r, n), np.nan) if arr is None else np.asarray(arr, dtype=np.float64)
+            if arr.shape != (r, n):
+                raise GradientFlowError(
+                    f"Trace: metric {name!r} has shape {arr.shape}, expected ({r}, {n}) "
+                    "(recorded steps x layers)"
+                )
+            self.metrics[name] = arr
+        for name in STEP_SCALARS:
+            arr = self.scalars.get(name)
+            default = 0.0 if name in ("skipped",) else np.nan
+            arr = np.full(r, default) if arr is None else np.asarray(arr, dtype=np.float64)
+            if arr.shape != (r,):
+                raise GradientFlowError(
+                    f"Trace: scalar {name!r} has shape {arr.shape}, expected ({r},)"
+                )
+            self.scalars[name] = arr
+        unknown = set(self.metrics) - set(LAYER_METRICS)
+        if unknown:
+            raise GradientFlowError(f"Trace: unknown metrics {sorted(unknown)}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        layers: Sequence[str | LayerInfo],
+        steps: Iterable[int] | None = None,
+        *,
+        kinds: Sequence[str] | None = None,
+        loss: Sequence[float] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        extras: Mapping[str, np.ndarray] | None = None,
+        **columns: Any,
+    ) -> Trace:
+        """Make a Trace by hand (for tests, or from another tool's logs).
+
+        ``columns`` are metric or scalar names from :data:`LAYER_METRICS` and
+        :data:`STEP_SCALARS`; anything not given is NaN.
+
+        >>> t = Trace.build(["a", "b", "c"], steps=range(3), loss=[2.3, 2.3, 2.3])
+        >>> t.metrics["grad_norm"].shape
+        (3, 3)
+        """
+        infos = [x if isinstance(x, LayerInfo) else LayerInfo(name=str(x)) for x in layers]
+        if kinds is not None:
+            for info, kind in zip(infos, kinds, strict=True):
+                info.kind = kind
+        metrics: dict[str, np.ndarray] = {}
+        scalars: dict[str, np.ndarray] = {}
+        if loss is not None:
+            columns["loss"] = loss
+        first = next(iter(columns.values()), None)
+        if steps is None:
+            n = 0 if first is None else len(first)
+            steps = range(n)
+        for key, value in columns.items():
+            if key in LAYER_METRICS:
+                metrics[key] = np.asarray(value, dtype=np.float64)
+            elif key in STEP_SCALARS:
+                scalars[key] = np.asarray(value, dtype=np.float64)
+            else:
+                raise GradientFlowError(
+                    f"Trace.build: unknown column {key!r}; known: "
+                    f"{sorted(LAYER_METRICS) + sorted(STEP_SCALARS)}"
+                )
+        return cls(
+            layers=infos,
+            steps=np.asarray(list(steps), dtype=np.int64),
+            metrics=metrics,
+            scalars=scalars,
+            extras=dict(extras or {}),
+            meta=dict(meta or {}),
+        )
+
+    @classmethod
+    def concat(cls, layers: list[LayerInfo], chunks: Sequence[Mapping[str, np.ndarray]],
+               extras: Mapping[str, np.ndarray] | None = None,
+               meta: Mapping[str, Any] | None = None) -> Trace:
+        """Join row chunks (dicts with ``steps``, ``m.<metric>``, ``s.<scalar>``)."""
+        n = len(layers)
+
+        def cat(key: str, shape: tuple[int, ...]) -> np.ndarray:
+            parts = [np.asarray(c[key], dtype=np.float64) for c in chunks if key in c]
+            if not parts:
+                return np.zeros(shape)
+            return np.concatenate(parts, axis=0)
+
+        steps = (np.concatenate([np.asarray(c["steps"], dtype=np.int64) for c in chunks])
+                 if chunks else np.zeros(0, dtype=np.int64))
+        r = len(steps)
+        metrics = {m: cat(f"m.{m}", (0, n)) for m in LAYER_METRICS}
+        scalars = {s: cat(f"s.{s}", (0,)) for s in STEP_SCALARS}
+        for name, arr in metrics.items():
+            if arr.shape[0] != r:
+                metrics[name] = np.full((r, n), np.nan)
+        for name, arr in scalars.items():
+            if arr.shape[0] != r:
+                scalars[name] = np.full(r, 0.0 if name == "skipped" else np.nan)
+        return cls(layers=[LayerInfo(**asdict(x)) for x in layers], steps=steps,
+                   metrics=metrics, scalars=scalars, extras=dict(extras or {}),
+                   meta=dict(meta or {}))
+
+    # ------------------------------------------------------------------ access
+    @property
+    def layer_names(self) -> list[str]:
+        return [info.name for info in self.layers]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.steps)
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.scalars["loss"]
+
+    @property
+    def trainable(self) -> np.ndarray:
+        """Boolean mask over layers: False for frozen layers (never blamed)."""
+        return np.array([info.trainable for info in self.layers], dtype=bool)
+
+    def layer_index(self, name: str) -> int:
+        """Column of layer ``name``; a clear error if it is not in the trace."""
+        for i, info in enumerate(self.layers):
+            if info.name == name:
+                return i
+        raise GradientFlowError(f"Trace: no layer named {name!r}; layers: {self.layer_names}")
+
+    def full_rows(self) -> np.ndarray:
+        """Row indices where full statistics were measured."""
+        return np.flatnonzero(self.scalars["full"] == 1.0)
+
+    def last_measured(self, metric: str) -> np.ndarray:
+        """Per layer, the most recent value of ``metric`` that is not NaN (NaN if none)."""
+        if metric not in self.metrics:
+            raise GradientFlowError(f"Trace: unknown metric {metric!r}; known: {list(self.metrics)}")
+        arr = self.metrics[metric]
+        out = np.full(self.n_layers, np.nan)
+        for j in range(self.n_layers):
+            col = arr[:, j]
+            idx = np.flatnonzero(~np.isnan(col))
+            if idx.size:
+                out[j] = col[idx[-1]]
+        return out
+
+    def head(self, n_steps: int) -> Trace:
+        """The trace cut to optimizer steps < ``n_steps`` (what was known that early)."""
+        keep = self.steps < n_steps
+        return Trace(
+            layers=self.layers,
+            steps=self.steps[keep],
+            metrics={k: v[keep] for k, v in self.metrics.items()},
+            scalars={k: v[keep] for k, v in self.scalars.items()},
+            extras=dict(self.extras),
+            meta=dict(self.meta),
+        )
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the trace to folder ``path`` (JSON + numpy, no pickle). Returns the folder.
+
+        >>> import tempfile
+        >>> t = Trace.build(["fc"], steps=[0], grad_norm=[[0.5]])
+        >>> d = t.save(tempfile.mkdtemp())
+        >>> float(Trace.load(d).metrics["grad_norm"][0, 0])
+        0.5
+        """
+        writer = TraceWriter(path, fresh=True)
+        writer.write_meta(self.layers, self.meta)
+        writer.append(self._as_chunk())
+        for name, arr in self.extras.items():
+            writer.write_extra(name, arr)
+        return writer.path
+
+    def _as_chunk(self) -> dict[str, np.ndarray]:
+        chunk: dict[str, np.ndarray] = {"steps": self.steps}
+        chunk.update({f"m.{k}": v for k, v in self.metrics.items()})
+        chunk.update({f"s.{k}": v for k, v in self.scalars.items()})
+        return chunk
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Trace:
+        """Read a trace saved by :meth:`save` or appended by a monitor's ``log_dir``.
+
+        A run killed mid-way loads complete up to its last flush.
+        """
+        root = Path(path)
+        meta_file = root / "meta.json"
+        if not meta_file.is_file():
+            raise GradientFlowError(
+                f"Trace.load: {root} holds no gradientflow trace (no meta.json). "
+                "Was the run stopped before its first flush?"
+            )
+        try:
+            doc = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise GradientFlowError(f"Trace.load: {meta_file} is not valid JSON: {exc}") from exc
+        if doc.get("format") != FORMAT:
+            raise GradientFlowError(f"Trace.load: {meta_file} is not a gradientflow trace")
+        if int(doc.get("version", 0)) > FORMAT_VERSION:
+            raise GradientFlowError(
+                f"Trace.load: {root} was written by a newer gradientflow "
+                f"(format {doc.get('version')}); upgrade to read it"
+            )
+        layers = [LayerInfo.from_dict(d) for d in doc["layers"]]
+        chunks = []
+        for f in sorted((root / "chunks").glob("*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                chunks.append({k: z[k] for k in z.files})
+        extras = {}
+        for f in sorted((root / "extras").glob("*.npy")):
+            extras[_unescape(f.stem)] = np.load(f, allow_pickle=False)
+        return cls.concat(layers, chunks, extras=extras, meta=doc.get("meta", {}))
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One dict per layer with its latest statistics (for tables)."""
+        last = {m: self.last_measured(m) for m in
+                ("grad_norm", "rel_update", "in_dead_frac", "in_sat_frac", "out_grad_norm")}
+        rows = []
+        for j, info in enumerate(self.layers):
+            row: dict[str, Any] = {"depth": j, "name": info.name, "kind": info.kind,
+                                   "trainable": info.trainable}
+            row.update({m: float(v[j]) for m, v in last.items()})
+            rows.append(row)
+        return rows
+
+
+def _escape(name: str) -> str:
+    return name.replace("/", "__")
+
+
+def _unescape(stem: str) -> str:
+    return stem.replace("__", "/")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class TraceWriter:
+    """Appends a trace to a folder as it is recorded; each write is atomic."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fresh: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise GradientFlowError(f"log_dir {self.path} exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        chunk_dir = self.path / "chunks"
+        existing = sorted(chunk_dir.glob("*.npz")) if chunk_dir.is_dir() else []
+        if fresh:
+            for f in existing:
+                f.unlink()
+            for f in (self.path / "extras").glob("*.npy"):
+                f.unlink()
+            existing = []
+        elif existing:
+            raise GradientFlowError(
+                f"log_dir {self.path} already holds a trace; choose an empty folder "
+                "(recorded data is never overwritten)"
+            )
+        self._next = 0
+
+    def write_meta(self, layers: Sequence[LayerInfo], meta: Mapping[str, Any]) -> None:
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "layers": [asdict(x) for x in layers],
+            "metrics": LAYER_METRICS,
+            "scalars": STEP_SCALARS,
+            "meta": _jsonable(meta),
+        }
+        text = json.dumps(doc, indent=1, allow_nan=True).encode()
+        _atomic_write(self.path / "meta.json", lambda fh: fh.write(text))
+
+    def append(self, chunk: Mapping[str, np.ndarray]) -> None:
+        target = self.path / "chunks" / f"{self._next:08d}.npz"
+        _atomic_write(target, lambda fh: np.savez(fh, **chunk))
+        self._next += 1
+
+    def write_extra(self, name: str, arr: np.ndarray) -> None:
+        if not _NAME_RE.match(name):
+            raise GradientFlowError(f"Trace extra name {name!r} may use letters, digits, _.-/ only")
+        target = self.path / "extras" / f"{_escape(name)}.npy"
+        _atomic_write(target, lambda fh: np.save(fh, np.asarray(arr), allow_pickle=False))
+
+
+def _jsonable(obj: Any) -> Any:
+    """Metadata made JSON-safe (tuples to lists, numpy scalars to Python, others to str)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)
