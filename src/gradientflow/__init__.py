@@ -43,8 +43,10 @@ _LAZY: dict[str, str] = {
 __all__ = ["GradientFlowError", "Schedule", "Trace", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from gradientflow.diagnosis.findings import Diagnosis, Finding
-    from gradientflow.monitor import Monitor, watch
+    from gradientflow.diagnosis.findings import Diagnosis as Diagnosis
+    from gradientflow.diagnosis.findings import Finding as Finding
+    from gradientflow.monitor import Monitor as Monitor
+    from gradientflow.monitor import watch as watch
 
 
 def __getattr__(name: str) -> Any:

@@ -17,3 +17,12 @@ class GradientFlowError(Exception):
     ...
     gradientflow.errors.GradientFlowError: watch(): `model` must be an nn.Module, got int
     """
+
+
+class GradientFlowWarning(UserWarning):
+    """Warnings from gradientflow: an early critical finding (``watch(..., warn=True)``), or a
+    measurement that had to stop. Filter them like any warning:
+
+    >>> import warnings
+    >>> warnings.simplefilter("ignore", GradientFlowWarning)
+    """

@@ -178,9 +178,13 @@ class Trace:
         )
 
     @classmethod
-    def concat(cls, layers: list[LayerInfo], chunks: Sequence[Mapping[str, np.ndarray]],
-               extras: Mapping[str, np.ndarray] | None = None,
-               meta: Mapping[str, Any] | None = None) -> Trace:
+    def concat(
+        cls,
+        layers: list[LayerInfo],
+        chunks: Sequence[Mapping[str, np.ndarray]],
+        extras: Mapping[str, np.ndarray] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Trace:
         """Join row chunks (dicts with ``steps``, ``m.<metric>``, ``s.<scalar>``)."""
         n = len(layers)
 
@@ -190,8 +194,11 @@ class Trace:
                 return np.zeros(shape)
             return np.concatenate(parts, axis=0)
 
-        steps = (np.concatenate([np.asarray(c["steps"], dtype=np.int64) for c in chunks])
-                 if chunks else np.zeros(0, dtype=np.int64))
+        steps = (
+            np.concatenate([np.asarray(c["steps"], dtype=np.int64) for c in chunks])
+            if chunks
+            else np.zeros(0, dtype=np.int64)
+        )
         r = len(steps)
         metrics = {m: cat(f"m.{m}", (0, n)) for m in LAYER_METRICS}
         scalars = {s: cat(f"s.{s}", (0,)) for s in STEP_SCALARS}
@@ -201,9 +208,14 @@ class Trace:
         for name, arr in scalars.items():
             if arr.shape[0] != r:
                 scalars[name] = np.full(r, 0.0 if name == "skipped" else np.nan)
-        return cls(layers=[LayerInfo(**asdict(x)) for x in layers], steps=steps,
-                   metrics=metrics, scalars=scalars, extras=dict(extras or {}),
-                   meta=dict(meta or {}))
+        return cls(
+            layers=[LayerInfo(**asdict(x)) for x in layers],
+            steps=steps,
+            metrics=metrics,
+            scalars=scalars,
+            extras=dict(extras or {}),
+            meta=dict(meta or {}),
+        )
 
     # ------------------------------------------------------------------ access
     @property
@@ -241,7 +253,9 @@ class Trace:
     def last_measured(self, metric: str) -> np.ndarray:
         """Per layer, the most recent value of ``metric`` that is not NaN (NaN if none)."""
         if metric not in self.metrics:
-            raise GradientFlowError(f"Trace: unknown metric {metric!r}; known: {list(self.metrics)}")
+            raise GradientFlowError(
+                f"Trace: unknown metric {metric!r}; known: {list(self.metrics)}"
+            )
         arr = self.metrics[metric]
         out = np.full(self.n_layers, np.nan)
         for j in range(self.n_layers):
@@ -322,12 +336,18 @@ class Trace:
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One dict per layer with its latest statistics (for tables)."""
-        last = {m: self.last_measured(m) for m in
-                ("grad_norm", "rel_update", "in_dead_frac", "in_sat_frac", "out_grad_norm")}
+        last = {
+            m: self.last_measured(m)
+            for m in ("grad_norm", "rel_update", "in_dead_frac", "in_sat_frac", "out_grad_norm")
+        }
         rows = []
         for j, info in enumerate(self.layers):
-            row: dict[str, Any] = {"depth": j, "name": info.name, "kind": info.kind,
-                                   "trainable": info.trainable}
+            row: dict[str, Any] = {
+                "depth": j,
+                "name": info.name,
+                "kind": info.kind,
+                "trainable": info.trainable,
+            }
             row.update({m: float(v[j]) for m, v in last.items()})
             rows.append(row)
         return rows
@@ -394,7 +414,7 @@ class TraceWriter:
 
     def append(self, chunk: Mapping[str, np.ndarray]) -> None:
         target = self.path / "chunks" / f"{self._next:08d}.npz"
-        _atomic_write(target, lambda fh: np.savez(fh, **chunk))
+        _atomic_write(target, lambda fh: np.savez(fh, **dict(chunk)))  # type: ignore[arg-type]
         self._next += 1
 
     def write_extra(self, name: str, arr: np.ndarray) -> None:

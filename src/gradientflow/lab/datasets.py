@@ -54,7 +54,7 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
-    n_test = int(round(len(x) * test_fraction))
+    n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     mean, std = x[train].mean(0), x[train].std(0) + 1e-6
     x = (x - mean) / std

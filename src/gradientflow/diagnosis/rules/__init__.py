@@ -1,0 +1,33 @@
+"""The rules: each module here defines ``rule(trace) -> list[Finding]``, a pure function.
+
+A new rule is one file in this folder and one name in :data:`RULE_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from gradientflow.diagnosis.findings import Finding
+from gradientflow.trace import Trace
+
+Rule = Callable[[Trace], list[Finding]]
+
+RULE_MODULES: tuple[str, ...] = (
+    "nonfinite",
+    "vanishing",
+    "exploding",
+    "dead_units",
+    "saturation",
+    "weights_to_zero",
+    "stagnation",
+    "through_time",
+)
+
+
+def all_rules() -> dict[str, Rule]:
+    """Every registered rule, by module name."""
+    return {
+        name: importlib.import_module(f"gradientflow.diagnosis.rules.{name}").rule
+        for name in RULE_MODULES
+    }

@@ -1,0 +1,204 @@
+"""Forward-side statistics, measured on full steps only.
+
+* At each layer's **input** (the consumer of an activation): which activation produced it, read
+  from the autograd graph (so ``F.relu`` inside a ``forward`` counts as much as ``nn.ReLU``), the
+  fraction of *dead* units (zero for every sample in the batch) and the fraction of *saturated*
+  entries (within ``eps`` of a sigmoid's 0/1 or a tanh's -1/+1).
+* At each layer's **output** s: its root mean square, and the norm of dL/ds back-propagated to
+  it (a tensor hook), which is what Glorot & Bengio (2010) plot across depth.
+
+A module called several times in one step (a recurrent cell in a loop, gradient accumulation)
+contributes all its calls: norms are combined over the calls, fractions averaged.
+Statistics are taken only in training mode with gradients enabled, so a validation pass in
+``eval()`` or under ``torch.no_grad()`` does not overwrite them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import nn
+
+#: autograd node name -> activation name
+_ACTIVATIONS = {
+    "ReluBackward0": "relu",
+    "ReluBackward1": "relu",
+    "ThresholdBackward0": "relu",
+    "SigmoidBackward0": "sigmoid",
+    "TanhBackward0": "tanh",
+    "LeakyReluBackward0": "leaky_relu",
+    "LeakyReluBackward1": "leaky_relu",
+    "EluBackward0": "elu",
+    "EluBackward1": "elu",
+    "PreluKernelBackward0": "prelu",
+    "PreluBackward0": "prelu",
+    "GeluBackward0": "gelu",
+    "SiluBackward0": "silu",
+    "HardtanhBackward0": "hardtanh",
+    "SoftplusBackward0": "softplus",
+    "MishBackward0": "mish",
+}
+#: nodes that pass an activation through unchanged in kind (reshapes, dropout)
+_TRANSPARENT = {
+    "NativeDropoutBackward0",
+    "ViewBackward0",
+    "UnsafeViewBackward0",
+    "ReshapeAliasBackward0",
+    "CloneBackward0",
+    "TransposeBackward0",
+    "PermuteBackward0",
+    "SqueezeBackward0",
+    "SqueezeBackward1",
+    "UnsqueezeBackward0",
+    "AliasBackward0",
+    "ToCopyBackward0",
+    "ExpandBackward0",
+}
+_SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+_CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+
+
+def producing_activation(t: torch.Tensor, max_hops: int = 4) -> str | None:
+    """Name of the activation that produced ``t``, looking through reshapes and dropout."""
+    fn = t.grad_fn
+    for _ in range(max_hops):
+        if fn is None:
+            return None
+        name = type(fn).__name__
+        if name in _ACTIVATIONS:
+            return _ACTIVATIONS[name]
+        if name not in _TRANSPARENT or not fn.next_functions:
+            return None
+        fn = fn.next_functions[0][0]
+    return None
+
+
+def _first_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, tuple | list) and x:
+        return _first_tensor(x[0])
+    if hasattr(x, "data") and isinstance(x.data, torch.Tensor):  # PackedSequence
+        return x.data
+    return None
+
+
+def input_stats(
+    x: torch.Tensor, activation: str, channel_first: bool, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dead fraction, saturated fraction) of an activation tensor, as float64 0-d tensors."""
+    x = x.detach()
+    if x.dim() >= 2 and channel_first:
+        units = x.transpose(0, 1).reshape(x.shape[1], -1).t()
+    else:
+        units = x.reshape(-1, x.shape[-1]) if x.dim() >= 1 else x.reshape(1, 1)
+    alive = (units != 0).any(dim=0)
+    dead = 1.0 - alive.to(torch.float64).mean()
+    limits = _SATURATING.get(activation)
+    if limits is None:
+        sat = torch.zeros((), dtype=torch.float64, device=x.device)
+    else:
+        lo, hi = limits
+        sat = ((units <= lo + eps) | (units >= hi - eps)).to(torch.float64).mean()
+    return dead, sat
+
+
+class ActivationProbe:
+    """Forward pre/post hooks on every layer; active only while ``collecting`` is True."""
+
+    def __init__(self, modules: list[nn.Module], saturation_eps: float) -> None:
+        self.modules = modules
+        self.eps = saturation_eps
+        self.collecting = False
+        self.activation: dict[int, str] = {}  # module index -> producing activation (first seen)
+        self.reset()
+
+    def reset(self) -> None:
+        self._dead: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._sat: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._out_sq: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._out_n: dict[int, int] = defaultdict(int)
+        self._grad_sq: dict[int, list[torch.Tensor]] = defaultdict(list)
+
+    def attach(self) -> list[Any]:
+        handles = []
+        for j, module in enumerate(self.modules):
+            handles.append(module.register_forward_pre_hook(self._pre_hook(j, module)))
+            handles.append(module.register_forward_hook(self._post_hook(j)))
+        return handles
+
+    def _active(self, module: nn.Module) -> bool:
+        return self.collecting and module.training and torch.is_grad_enabled()
+
+    def _pre_hook(self, j: int, module: nn.Module) -> Any:
+        channel_first = isinstance(module, _CHANNEL_FIRST)
+
+        def hook(mod: nn.Module, args: Any) -> None:
+            if not self._active(mod):
+                return
+            x = _first_tensor(args)
+            if x is None or not x.is_floating_point():
+                return
+            act = producing_activation(x)
+            if act is None:
+                return
+            self.activation.setdefault(j, act)
+            dead, sat = input_stats(x, act, channel_first, self.eps)
+            self._dead[j].append(dead)
+            self._sat[j].append(sat)
+
+        return hook
+
+    def _post_hook(self, j: int) -> Any:
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if not self._active(mod):
+                return
+            out = _first_tensor(output)
+            if out is None or not out.is_floating_point():
+                return
+            o = out.detach()
+            self._out_sq[j].append(o.to(torch.float64).square().sum())
+            self._out_n[j] += o.numel()
+            if out.requires_grad:
+                out.register_hook(self._grad_hook(j))
+
+        return hook
+
+    def _grad_hook(self, j: int) -> Any:
+        def hook(grad: torch.Tensor) -> None:
+            self._grad_sq[j].append(
+                torch.linalg.vector_norm(grad.detach(), dtype=torch.float64).square()
+            )
+
+        return hook
+
+    def collect(self, order: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        """Per-layer vectors of what was measured since the last reset (NaN where nothing).
+
+        ``order[j]`` is the index (in the list given at construction) of layer j's module.
+        """
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
+
+        def mean(d: dict[int, list[torch.Tensor]], j: int) -> torch.Tensor:
+            return torch.stack(d[j]).to(device).mean() if d.get(j) else nan
+
+        def root_sum(d: dict[int, list[torch.Tensor]], j: int) -> torch.Tensor:
+            return torch.stack(d[j]).to(device).sum().sqrt() if d.get(j) else nan
+
+        out = {
+            "in_dead_frac": torch.stack([mean(self._dead, j) for j in order]),
+            "in_sat_frac": torch.stack([mean(self._sat, j) for j in order]),
+            "out_grad_norm": torch.stack([root_sum(self._grad_sq, j) for j in order]),
+            "out_rms": torch.stack(
+                [
+                    (torch.stack(self._out_sq[j]).to(device).sum() / self._out_n[j]).sqrt()
+                    if self._out_sq.get(j)
+                    else nan
+                    for j in order
+                ]
+            ),
+        }
+        self.reset()
+        return out

@@ -1,0 +1,88 @@
+"""The update norm ||dw|| per layer (the article's sign 1), measured as cheaply as possible.
+
+* Plain SGD (any momentum and weight decay, no Nesterov, a float learning rate): the step is
+  ``w -= lr * d`` where ``d`` is the momentum buffer (or the gradient when momentum is 0 and
+  there is no weight decay), so ``||dw|| = lr * ||d||`` is read off the optimizer's state after
+  the step: no copy of the weights.
+* Any other optimizer: the parameters are copied before the step and subtracted after it, on
+  full steps only (a full step comes every ``Schedule.full_every`` steps).
+* Without an optimizer (``monitor.step()`` called by hand), the copy is taken at a full step and
+  compared at the next call, which measures the update made in between.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gradientflow.probes.gradients import ParamIndex, foreach_norm, snapshot, update_norms_from
+
+
+def derivable_from_state(optimizer: torch.optim.Optimizer | None) -> bool:
+    """True when ||dw|| can be derived from the optimizer's state without copying weights."""
+    if type(optimizer) is not torch.optim.SGD:
+        return False
+    for group in optimizer.param_groups:
+        if group.get("nesterov") or not isinstance(group.get("lr"), float):
+            return False
+        if group.get("momentum", 0) == 0 and group.get("weight_decay", 0) != 0:
+            return False
+    return True
+
+
+class UpdateMeter:
+    """Measures per-layer ||dw|| around one optimizer step."""
+
+    def __init__(self, index: ParamIndex, optimizer: torch.optim.Optimizer | None) -> None:
+        self.index = index
+        self.optimizer = optimizer
+        self.derived = derivable_from_state(optimizer)
+        self.method = "derived from the SGD momentum buffer" if self.derived else "weight copy"
+        self._before: list[torch.Tensor] | None = None
+        self._had_grad: list[bool] = []
+        self._lr: dict[int, float] = {}
+
+    def before_step(self) -> None:
+        """Call before the optimizer step of a full step."""
+        self._had_grad = [p.grad is not None for p in self.index.params]
+        if self.derived:
+            assert self.optimizer is not None
+            self._lr = {
+                id(p): group["lr"] for group in self.optimizer.param_groups for p in group["params"]
+            }
+        else:
+            self._before = snapshot(self.index)
+
+    def pending(self) -> bool:
+        return self._before is not None
+
+    def after_step(self) -> torch.Tensor:
+        """Call after the optimizer step; returns the per-layer update norm."""
+        if not self.derived:
+            before, self._before = self._before, None
+            assert before is not None
+            return update_norms_from(self.index, before)
+        assert self.optimizer is not None
+        vecs, lrs, owners = [], [], []
+        for p, had, owner in zip(self.index.params, self._had_grad, self.index.owner, strict=True):
+            lr = self._lr.get(id(p))
+            if not had or lr is None:
+                continue
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            vec = buf if buf is not None else p.grad
+            if vec is None:
+                continue
+            vecs.append(vec)
+            lrs.append(lr)
+            owners.append(owner)
+        out = torch.zeros(self.index.n_layers, dtype=torch.float64, device=self.index.device)
+        if not vecs:
+            return out
+        scale = torch.tensor(lrs, dtype=torch.float64).to(self.index.device)
+        norms = foreach_norm(vecs) * scale
+        idx = torch.tensor(owners, dtype=torch.long).to(self.index.device)
+        return out.index_add_(0, idx, norms.square()).sqrt()
+
+    def skipped(self) -> torch.Tensor:
+        """The step did not happen (GradScaler found inf): nothing moved."""
+        self._before = None
+        return torch.zeros(self.index.n_layers, dtype=torch.float64, device=self.index.device)
