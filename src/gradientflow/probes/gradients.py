@@ -17,9 +17,13 @@ from gradientflow.probes.layers import Layer
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def _dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.coalesce().values() if t.is_sparse else t for t in tensors]
+
+
 def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device)."""
-    dense = [t.coalesce().values() if t.is_sparse else t for t in tensors]
+    dense = _dense(tensors)
     if any(t.dtype in _LOW_PRECISION for t in dense):
         dense = [t.float() for t in dense]
     norms = torch._foreach_norm(dense)
@@ -74,13 +78,15 @@ def grad_norms(index: ParamIndex) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def nonfinite_counts(index: ParamIndex) -> torch.Tensor:
-    """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient)."""
+    """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient).
+
+    ``g * 0`` is 0 where g is finite and NaN where it is not; its L0 "norm" counts the NaNs.
+    """
     grads, idx, mask = index.with_grad()
     if not grads:
         return index.nan_layers()
-    counts = torch.stack(
-        [(~torch.isfinite(g.coalesce().values() if g.is_sparse else g)).sum() for g in grads]
-    ).to(torch.float64)
+    zeroed = torch._foreach_mul(_dense(grads), 0.0)
+    counts = torch.stack(torch._foreach_norm(zeroed, 0)).to(torch.float64)
     return torch.where(mask, index.per_layer(counts, idx), index.nan_layers())
 
 
@@ -88,8 +94,13 @@ def weight_stats(index: ParamIndex, zero_threshold: float) -> tuple[torch.Tensor
     """Per-layer weight norm and fraction of entries with ``|w| < zero_threshold``."""
     params = [p.detach() for p in index.params]
     norms = index.per_layer(foreach_norm(params).square(), index.owner_idx).sqrt()
-    small = torch.stack([(p.abs() < zero_threshold).sum() for p in params]).to(torch.float64)
-    return norms, index.per_layer(small, index.owner_idx) / index.numel
+    # max(|w| - thr, 0) is non-zero exactly for the entries that are not small
+    over = torch._foreach_abs(params)
+    torch._foreach_sub_(over, zero_threshold)
+    torch._foreach_clamp_min_(over, 0.0)
+    large = torch.stack(torch._foreach_norm(over, 0)).to(torch.float64)
+    small = index.per_layer(large, index.owner_idx).neg_().add_(index.numel)
+    return norms, small / index.numel
 
 
 def snapshot(index: ParamIndex) -> list[torch.Tensor]:
