@@ -1,0 +1,61 @@
+"""``gradientflow report DIR``: the HTML report (and optionally TensorBoard events) of a saved run.
+
+``DIR`` is a trace folder written by ``watch(..., log_dir=DIR)`` or ``Trace.save(DIR)``.
+
+    gradientflow report runs/demo                 # writes runs/demo/report.html
+    gradientflow report runs/demo -o out.html     # somewhere else
+    gradientflow report runs/demo --tensorboard tb/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report",
+        help="write the HTML report of a saved run",
+        description="Write one self-contained HTML file (verdict, findings, plots, per-layer "
+        "table) for a trace saved by watch(..., log_dir=DIR) or Trace.save(DIR).",
+    )
+    parser.add_argument("dir", metavar="DIR", help="folder holding a saved trace")
+    parser.add_argument(
+        "-o",
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="HTML file to write (default DIR/report.html)",
+    )
+    parser.add_argument("--title", default=None, help="title at the top of the report")
+    parser.add_argument(
+        "--tensorboard",
+        metavar="TBDIR",
+        default=None,
+        help="also write TensorBoard events (per-layer scalars, findings as text) to TBDIR",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the trace, diagnose it, write the report; print where it went."""
+    from gradientflow.report.html import auto_diagnosis, write_html
+    from gradientflow.trace import Trace
+
+    trace = Trace.load(args.dir)
+    out = Path(args.out) if args.out else Path(args.dir) / "report.html"
+    title = args.title or f"gradientflow report: {Path(args.dir).resolve().name}"
+    diagnosis, problem = auto_diagnosis(trace)
+    write_html(trace, out, diagnosis, title=title, no_verdict_reason=problem)
+    print(f"report: {out}")
+    if args.tensorboard:
+        from gradientflow.report.tensorboard import write_tensorboard
+
+        write_tensorboard(trace, args.tensorboard, diagnosis)
+        print(
+            f"tensorboard: {args.tensorboard}  (view with: tensorboard --logdir {args.tensorboard})"
+        )
+    return 0

@@ -1,0 +1,84 @@
+"""Small matplotlib helpers shared by the plot modules (figures on the Agg canvas)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gradientflow.errors import GradientFlowError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_TICK_LABELS = 40
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure on the Agg canvas (no window, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def positive(values: Any) -> np.ndarray:
+    """Values as float, with NaN for everything a log axis cannot show (NaN, ±Inf, <= 0)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
+
+
+def note(ax: Axes, text: str) -> None:
+    """A small grey note in the axes' lower-left corner."""
+    ax.text(
+        0.01, 0.01, text, transform=ax.transAxes, fontsize=8, color="0.35", va="bottom", ha="left"
+    )
+
+
+def short_label(name: str, limit: int = 22) -> str:
+    """A layer name cut to ``limit`` characters for tick labels (the middle is elided)."""
+    if len(name) <= limit:
+        return name
+    keep = (limit - 1) // 2
+    return name[:keep] + "…" + name[-(limit - 1 - keep) :]
+
+
+def layer_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
+    """Label an axis with layer names, input to output, thinned when there are many."""
+    n = len(names)
+    every = max(1, int(np.ceil(n / MAX_TICK_LABELS)))
+    ticks = list(range(0, n, every))
+    labels = [short_label(names[i]) for i in ticks]
+    if axis == "x":
+        ax.set_xticks(
+            ticks,
+            labels,
+            rotation=60 if n > 6 else 0,
+            ha="right" if n > 6 else "center",
+            fontsize=8,
+        )
+        ax.set_xlabel("layer (input → output)")
+    else:
+        ax.set_yticks(ticks, labels, fontsize=8)
+        ax.set_ylabel("layer (input ↑ output)")
+
+
+def figure_and_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    if ax is not None:
+        fig = ax.get_figure()
+        if fig is None:
+            raise GradientFlowError("plots: the `ax` given belongs to no figure")
+        return fig, ax  # type: ignore[return-value]
+    fig = new_figure(width, height)
+    return fig, fig.add_subplot()
+
+
+def step_colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["plasma"]
+    return [cmap(0.1 + 0.75 * i / max(1, n - 1)) for i in range(n)]
