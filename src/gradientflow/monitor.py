@@ -77,6 +77,7 @@ class Monitor:
         flush_every: int = 50,
         warn: bool = False,
         probes: tuple[Probe, ...] | list[Probe] = (),
+        tensorboard: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise GradientFlowError(f"watch(): `model` must be an nn.Module, got {type(model)!r}")
@@ -106,6 +107,11 @@ class Monitor:
         self._check_optimizer()
         self._acts = ActivationProbe([m for _, m in self._candidates], saturation_eps)
         self._writer = TraceWriter(log_dir) if log_dir is not None else None
+        self._tb: Any = None
+        if tensorboard is not None:
+            from gradientflow.report.tensorboard import TensorBoardWriter
+
+            self._tb = TensorBoardWriter(tensorboard)
         self._handles: list[Any] = []
         self._order_handles: list[Any] = []
         self._first_use: dict[int, int] = {}
@@ -166,10 +172,20 @@ class Monitor:
         try:
             self._finish_manual_update()
             self._flush()
+            self._close_tensorboard()
         finally:
             self._remove_hooks()
             self._attached = False
         return self.trace
+
+    def _close_tensorboard(self) -> None:
+        if self._tb is None or self._layers is None:
+            return
+        trace = self.trace
+        if trace.n_records:
+            self._tb.write_diagnosis(self.diagnose(), step=int(trace.steps[-1]))
+        self._tb.close()
+        self._tb = None
 
     def _remove_hooks(self) -> None:
         for handle in self._handles + self._order_handles:
@@ -367,6 +383,8 @@ class Monitor:
             self._writer.append(chunk)
             for name, arr in self._extras().items():
                 self._writer.write_extra(name, arr)
+        if self._tb is not None:
+            self._tb.write(Trace.concat(self._layer_infos(), [chunk]))
         if self.warn:
             self._warn_critical()
 
@@ -421,6 +439,14 @@ class Monitor:
         from gradientflow.diagnosis import diagnose
 
         return diagnose(self.trace)
+
+    def report(
+        self, path: str | os.PathLike[str], prescriptions: Any = None, trial: Any = None
+    ) -> Any:
+        """Write the self-contained HTML report of this run to ``path``; returns the path."""
+        from gradientflow.report.html import write_html
+
+        return write_html(self.trace, path, self.diagnose(), prescriptions, trial)
 
     def _warn_critical(self) -> None:
         try:
@@ -479,6 +505,7 @@ def watch(
     flush_every: int = 50,
     warn: bool = False,
     probes: tuple[Probe, ...] | list[Probe] = (),
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> Monitor:
     """Watch ``model``'s gradient flow; returns a :class:`Monitor` (use it with ``with``).
 
@@ -488,7 +515,8 @@ def watch(
     recorded when (default: every step for 1000 steps, then thinner; full statistics every
     10th step; ``Schedule.everything()`` for all of it every step); ``scaler`` (a
     ``torch.amp.GradScaler``) lets skipped steps be recorded; ``warn=True`` raises a Python
-    warning, once per kind, as soon as a critical finding appears.
+    warning, once per kind, as soon as a critical finding appears; ``tensorboard`` writes
+    per-layer scalars and the findings to a TensorBoard log folder as it goes.
 
     >>> import torch, gradientflow
     >>> model = torch.nn.Linear(3, 1)
@@ -510,4 +538,5 @@ def watch(
         flush_every=flush_every,
         warn=warn,
         probes=probes,
+        tensorboard=tensorboard,
     )
