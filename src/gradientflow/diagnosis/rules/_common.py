@@ -1,0 +1,247 @@
+"""Helpers shared by the rules: windows of rows, robust per-layer profiles, number formatting.
+
+Every rule reads the Trace through these few functions so that the same conventions hold
+everywhere: frozen layers (``trainable=False``) are never blamed, unmeasured values (NaN) are
+skipped, and a "profile" is the median over a window of recorded steps, taken in log space for
+quantities that span many orders of magnitude (gradient norms).
+
+>>> from gradientflow.trace import Trace
+>>> t = Trace.build(["a", "b"], steps=[0, 1, 2], grad_norm=[[1e-6, 1], [1e-6, 1], [1e-6, 1]])
+>>> fmt(float(log_profile(t, "grad_norm", np.arange(3))[0]))
+'1.0e-6'
+>>> fmt(1.23e-18), fmt(0.1412), fmt(530.2)
+('1.2e-18', '0.14', '530')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from gradientflow.trace import Trace
+
+#: Layers that rescale activations rather than pass them through a weight matrix. They are left
+#: out of depth profiles: their gradient norms live on another scale than the weight layers'.
+NORM_KINDS = frozenset(
+    {
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "LayerNorm",
+        "GroupNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+        "LocalResponseNorm",
+        "RMSNorm",
+        "SyncBatchNorm",
+    }
+)
+
+#: Layers whose input is looked up, not multiplied: not part of the chain of local gradients.
+LOOKUP_KINDS = frozenset({"Embedding", "EmbeddingBag"})
+
+#: Activations whose units can output exactly 0 for every input (the dying-ReLU problem).
+DEAD_CAPABLE = frozenset({"relu", "relu6", "threshold", "hardshrink", "hardtanh"})
+#: (ReLU6 reaches autograd as hardtanh; a true hardtanh output is exactly 0 almost never.)
+
+#: Bounded activations whose units can saturate at a limit (sigmoid' <= 0.25, tanh' <= 1).
+SATURATING = frozenset({"sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign", "logsigmoid"})
+
+#: How many recorded steps count as "early" (the issue: vanishing reported within 20 steps).
+EARLY_STEPS = 20
+
+#: How many of the last recorded steps describe the current state of a run.
+RECENT_ROWS = 20
+
+
+def is_container(trace: Trace, j: int) -> bool:
+    """True for a layer that owns parameters *and* holds other layers (the model itself with
+    a positional embedding, nn.MultiheadAttention around its out_proj): its place in the depth
+    order says nothing about where its output sits in the chain."""
+    name = trace.layers[j].name
+    if name == trace.layers[j].kind == trace.meta.get("model"):
+        return True
+    return any(other.name.startswith(name + ".") for other in trace.layers)
+
+
+def chain_layers(trace: Trace) -> list[int]:
+    """Indices of the trainable weight layers, input to output (norm, lookup and container
+    layers left out)."""
+    skip = NORM_KINDS | LOOKUP_KINDS
+    return [
+        j
+        for j, info in enumerate(trace.layers)
+        if info.trainable and info.kind not in skip and not is_container(trace, j)
+    ]
+
+
+def trainable_layers(trace: Trace) -> list[int]:
+    """Indices of the layers that may be blamed."""
+    return [j for j, info in enumerate(trace.layers) if info.trainable]
+
+
+def windows(trace: Trace) -> list[tuple[str, np.ndarray]]:
+    """The row windows a rule looks at: the early steps and, for longer runs, the last ones.
+
+    Returns ``[(label, rows), ...]``: ``("early", rows with step < EARLY_STEPS)`` and, when
+    the run is longer than that, ``("recent", the last RECENT_ROWS rows)``.
+    """
+    out: list[tuple[str, np.ndarray]] = []
+    early = np.flatnonzero(trace.steps < EARLY_STEPS)
+    if early.size:
+        out.append(("early", early))
+    if trace.n_records and (not early.size or trace.n_records > early.size):
+        recent = np.arange(max(0, trace.n_records - RECENT_ROWS), trace.n_records)
+        out.append(("recent", recent))
+    return out
+
+
+def window_label(trace: Trace, rows: np.ndarray) -> str:
+    """``"steps 0-19"``: the optimizer steps a window covers, for evidence."""
+    if rows.size == 0:
+        return "no steps"
+    lo, hi = int(trace.steps[rows[0]]), int(trace.steps[rows[-1]])
+    return f"step {lo}" if lo == hi else f"steps {lo}-{hi}"
+
+
+def log_profile(trace: Trace, metric: str, rows: np.ndarray) -> np.ndarray:
+    """Per layer, the geometric median of ``metric`` over ``rows`` (finite, positive values).
+
+    NaN where a layer has no usable value in the window; 0.0 where every value is exactly 0.
+    """
+    arr = trace.metrics[metric][rows]
+    out = np.full(trace.n_layers, np.nan)
+    for j in range(trace.n_layers):
+        col = arr[:, j]
+        col = col[np.isfinite(col)]
+        if not col.size:
+            continue
+        pos = col[col > 0]
+        out[j] = float(np.exp(np.median(np.log(pos)))) if pos.size * 2 > col.size else 0.0
+    return out
+
+
+def median_profile(trace: Trace, metric: str, rows: np.ndarray) -> np.ndarray:
+    """Per layer, the median of the finite values of ``metric`` over ``rows`` (NaN if none)."""
+    arr = trace.metrics[metric][rows]
+    out = np.full(trace.n_layers, np.nan)
+    for j in range(trace.n_layers):
+        col = arr[:, j]
+        col = col[np.isfinite(col)]
+        if col.size:
+            out[j] = float(np.median(col))
+    return out
+
+
+def gradient_profile(
+    trace: Trace, rows: np.ndarray, layers: list[int]
+) -> tuple[np.ndarray, str, list[int]]:
+    """The back-propagated gradient per layer over ``rows``, its metric, and the layers used.
+
+    Prefers ``out_grad_norm`` (the gradient reaching each layer's output, the chain rule's
+    product), kept to the layers where it was measured when those are at least half of
+    ``layers`` (modules whose weights are used without calling them, like the ``out_proj`` of
+    nn.MultiheadAttention, have none); otherwise the weight-gradient norm ``grad_norm``.
+    """
+    out_grad = log_profile(trace, "out_grad_norm", rows)
+    measured = [j for j in layers if np.isfinite(out_grad[j])]
+    if len(measured) >= 3 and 2 * len(measured) >= len(layers):
+        return out_grad, "out_grad_norm", measured
+    return log_profile(trace, "grad_norm", rows), "grad_norm", list(layers)
+
+
+def geometric_gain(ratio: float, n_steps: int) -> float:
+    """The per-layer factor whose ``n_steps``-th power is ``ratio`` (geometric mean of ratios)."""
+    if n_steps < 1 or not ratio > 0 or not math.isfinite(ratio):
+        return float("nan")
+    return float(ratio ** (1.0 / n_steps))
+
+
+def names(trace: Trace, idx: Iterable[int]) -> list[str]:
+    """Layer names for indices, in depth order."""
+    return [trace.layers[j].name for j in sorted(set(idx))]
+
+
+def dominant_activation(trace: Trace, layers: Iterable[int]) -> str | None:
+    """The most common ``input_activation`` among ``layers`` (None if none is known)."""
+    acts = [trace.layers[j].input_activation for j in layers]
+    known = [a for a in acts if a]
+    if not known:
+        return None
+    return max(set(known), key=known.count)
+
+
+def fmt(x: float) -> str:
+    """A number for a message: 2 significant digits, scientific when tiny or huge."""
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax < 1e-3 or ax >= 1e5:
+        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+    if ax >= 100:
+        return f"{x:.0f}"
+    return f"{x:.2g}"
+
+
+def q(name: str) -> str:
+    """A layer name quoted for a sentence: ``'4'``, ``'encoder.layers.0.linear1'``."""
+    return f"'{name}'"
+
+
+def pct(x: float) -> str:
+    """A fraction as a percentage for a message: ``0.934 -> '93%'``, ``0.0064 -> '0.6%'``."""
+    return f"{100 * x:.1f}%" if abs(x) < 0.095 else f"{100 * x:.0f}%"
+
+
+def remedies_for_activation(activation: str | None) -> list[str]:
+    """Remedies for a gradient that shrinks through ``activation``, best first.
+
+    Sigmoid's derivative is at most 1/4 (SCIENCE.md), so no init fixes it: swap it. Tanh can be
+    brought to its critical point by init (Xavier / orthogonal); ReLU by He init.
+    """
+    if activation in ("sigmoid", "hardsigmoid", "logsigmoid"):
+        return [
+            "swap_activation:relu",
+            "add_batchnorm",
+            "add_residual",
+            "swap_activation:selu",
+            "layerwise_pretrain",
+            "faster_hardware",
+        ]
+    if activation in ("tanh", "hardtanh", "softsign"):
+        return [
+            "reinit:xavier",
+            "reinit:orthogonal",
+            "add_batchnorm",
+            "add_residual",
+            "swap_activation:relu",
+            "layerwise_pretrain",
+        ]
+    if activation in ("relu", "relu6", "leaky_relu", "prelu", "rrelu", "gelu", "silu"):
+        return ["reinit:he", "add_batchnorm", "add_residual", "layerwise_pretrain"]
+    if activation in ("selu", "elu", "celu"):
+        return ["reinit:lecun", "add_batchnorm", "add_residual"]
+    return ["add_batchnorm", "add_residual", "reinit:he", "layerwise_pretrain"]
+
+
+def activation_fractions(
+    trace: Trace, metric: str, activations: frozenset[str]
+) -> tuple[dict[int, float], str]:
+    """Per trainable layer fed by one of ``activations``: the recent median of ``metric``.
+
+    ``metric`` is ``in_dead_frac`` or ``in_sat_frac`` (they describe the activation feeding the
+    layer). Uses the last ``RECENT_ROWS`` records. Returns ({layer index: fraction}, window).
+    """
+    rows = np.arange(max(0, trace.n_records - RECENT_ROWS), trace.n_records)
+    prof = median_profile(trace, metric, rows)
+    out = {
+        j: float(prof[j])
+        for j, info in enumerate(trace.layers)
+        if info.trainable and info.input_activation in activations and np.isfinite(prof[j])
+    }
+    return out, window_label(trace, rows)

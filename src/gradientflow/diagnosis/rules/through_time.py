@@ -1,0 +1,123 @@
+"""Rule: the gradient vanishes or explodes *through time* in a recurrent layer.
+
+Reads the per-time-step curves the recurrent probe stores in ``Trace.extras``
+(``bptt/<layer>/gain``, else ``bptt/<layer>/dl_dh``; see
+:mod:`gradientflow.probes.recurrent`), combines the latest few samples and asks two questions
+(Pascanu, Mikolov & Bengio 2013: ∂h_T/∂h_t is a product of T − t Jacobians, so its norm shrinks
+or grows geometrically with the distance):
+
+* ``vanishing_through_time`` — the gradient falls below 1/1000 of its last-step value before
+  reaching the first step: the memory horizon is shorter than the sequence. Critical when the
+  horizon is under half the sequence length, a warning otherwise.
+* ``exploding_through_time`` — it grows with the distance (decay factor > 1) to more than 1000
+  times its last-step value at the first step, or becomes non-finite. Critical past 10⁶.
+
+Evidence: ``horizon``, ``decay_factor`` (per-step geometric gain), ``seq_len``,
+``first_over_last``, the curve used, the step and the layer's kind.
+
+>>> import numpy as np
+>>> from gradientflow.trace import Trace
+>>> gain = 0.7 ** np.arange(100)[::-1][None, :]
+>>> t = Trace.build(["rnn", "head"], steps=[0], extras={
+...     "bptt/rnn/gain": gain, "bptt/rnn/steps": np.array([0]),
+...     "bptt/rnn/kind": np.array(["RNN_TANH"])})
+>>> [f] = rule(t)
+>>> f.kind, f.severity, f.evidence["horizon"], round(f.evidence["decay_factor"], 2)
+('vanishing_through_time', 'critical', 19, 0.7)
+>>> f.remedies
+['to_lstm', 'to_gru', 'reinit:orthogonal']
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from gradientflow.diagnosis.findings import Finding, Severity
+from gradientflow.probes.recurrent_horizon import (
+    HORIZON_RATIO,
+    HorizonStats,
+    bptt_layers,
+    horizon_stats,
+)
+from gradientflow.trace import Trace
+
+#: Growth of the gradient from the last step to the first that counts as exploding.
+EXPLODE_RATIO = 1e3
+EXPLODE_CRITICAL = 1e6
+MIN_SEQ_LEN = 4
+_SUFFIX = re.compile(r"(\.l\d+)?(\.reverse)?$")
+_GATED = ("LSTM", "GRU", "LSTMCell", "GRUCell")
+
+
+def _evidence(s: HorizonStats) -> dict[str, object]:
+    return {
+        "horizon": s.horizon,
+        "censored": s.censored,
+        "decay_factor": s.decay_factor,
+        "seq_len": s.seq_len,
+        "first_over_last": s.first_over_last,
+        "ratio": HORIZON_RATIO,
+        "curve": s.curve,
+        "kind": s.kind,
+        "step": s.step,
+        "n_samples": s.n_samples,
+    }
+
+
+def _layer(s: HorizonStats) -> str:
+    """The module's name: ``lstm.l1.reverse`` -> ``lstm``."""
+    return _SUFFIX.sub("", s.layer)
+
+
+def _vanishing(s: HorizonStats) -> Finding:
+    severity: Severity = "critical" if s.horizon < s.seq_len / 2 else "warning"
+    gated = s.kind in _GATED
+    cure = (
+        "Orthogonal initial recurrent weights keep the early gain near 1."
+        if gated
+        else "An LSTM or GRU carries gradients across long spans (the constant error "
+        "carousel); orthogonal initial recurrent weights also help."
+    )
+    message = (
+        f"Recurrent layer '{s.layer}' ({s.kind}): the gradient through time drops below "
+        f"1/1000 of its last-step value {s.horizon + 1} steps back, in a sequence of "
+        f"{s.seq_len} steps (it shrinks by a factor {s.decay_factor:.3g} per step). The layer "
+        f"cannot learn dependencies longer than about {s.horizon} steps. {cure}"
+    )
+    remedies = ["reinit:orthogonal"] if gated else ["to_lstm", "to_gru", "reinit:orthogonal"]
+    return Finding("vanishing_through_time", severity, [_layer(s)], _evidence(s), message, remedies)
+
+
+def _exploding(s: HorizonStats) -> Finding:
+    huge = s.nonfinite or not s.first_over_last < EXPLODE_CRITICAL
+    severity: Severity = "critical" if huge else "warning"
+    growth = "becomes non-finite" if s.nonfinite else f"grows {s.first_over_last:.3g}-fold"
+    message = (
+        f"Recurrent layer '{s.layer}' ({s.kind}): going back through time the gradient "
+        f"{growth} over {s.seq_len} steps (factor {s.decay_factor:.3g} per step): it explodes. "
+        "Clip the gradient norm (e.g. to 1) and start the recurrent weights orthogonal."
+    )
+    return Finding(
+        "exploding_through_time",
+        severity,
+        [_layer(s)],
+        _evidence(s),
+        message,
+        ["clip_gradients", "reinit:orthogonal"],
+    )
+
+
+def rule(trace: Trace) -> list[Finding]:
+    """Findings for every recurrent layer recorded in ``trace.extras`` (none if none)."""
+    findings = []
+    for layer in bptt_layers(trace.extras):
+        s = horizon_stats(trace.extras, layer)
+        if s.seq_len < MIN_SEQ_LEN:
+            continue
+        rho = s.decay_factor
+        if s.nonfinite or (rho > 1 and s.first_over_last > EXPLODE_RATIO):
+            findings.append(_exploding(s))
+        elif not s.censored and (math.isnan(rho) or rho < 1):
+            findings.append(_vanishing(s))
+    return findings

@@ -1,0 +1,196 @@
+"""Rule ``vanishing``: the gradient shrinks on its way from the output down to the input.
+
+The cause is the chain rule: the gradient reaching layer ``j`` is the product of the local
+derivatives of every layer above it, so a per-layer factor below 1 compounds geometrically with
+depth. Evidence:
+
+* ``first_to_last``: gradient norm at the first trainable layer / at the last one, measured on
+  the back-propagated gradient ``out_grad_norm`` (dL/ds) where recorded, the weight-gradient
+  norm ``grad_norm`` otherwise;
+* ``per_layer_gain``: the geometric mean of the successive ratios, i.e. the factor each layer
+  multiplies the gradient by (SCIENCE.md: sqrt(chi_1) = 0.14 for sigmoid at default init);
+* ``depth_below_1e-3``: how many layers below the top the gradient first falls under 1/1000 of
+  the top's;
+* sign 1 of the article: the relative update ||dw||/||w|| of the lowest third of the layers over
+  that of the top third.
+
+>>> import numpy as np
+>>> from gradientflow.trace import Trace
+>>> g = [[0.14 ** (9 - j) for j in range(10)]] * 3
+>>> t = Trace.build([f"fc{j}" for j in range(10)], steps=range(3), out_grad_norm=g)
+>>> f = rule(t)[0]
+>>> f.kind, f.severity, round(f.evidence["per_layer_gain"], 2)
+('vanishing', 'critical', 0.14)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradientflow.diagnosis.findings import Finding, Severity
+from gradientflow.diagnosis.rules._common import (
+    chain_layers,
+    dominant_activation,
+    fmt,
+    geometric_gain,
+    gradient_profile,
+    median_profile,
+    q,
+    remedies_for_activation,
+    window_label,
+    windows,
+)
+from gradientflow.trace import Trace
+
+#: Warning below this first/last ratio: the first layer gets under 1% of the top layer's
+#: gradient, so with plain SGD it learns 100x slower. Healthy nets measured in SCIENCE.md sit
+#: at 0.68-1.8; the same nets with a vanishing init at 5e-8 (ReLU) and 1e-18 (sigmoid).
+WARNING_RATIO = 1e-2
+#: Critical below this ratio: the first layer gets under 1/10,000 of the top's gradient
+#: (SCIENCE.md: 20-layer ReLU default init, 5e-8, trains to chance accuracy).
+CRITICAL_RATIO = 1e-4
+#: "Falls below 1e-3 of the top's": the depth the issue asks for (a 1000x slower layer).
+DEPTH_RATIO = 1e-3
+#: Sign 1 (the article): lower layers' relative update under 1/10 of the top layers'.
+#: When the optimizer keeps lower layers moving anyway (Adam rescales tiny gradients), a
+#: critical ratio is reported as a warning.
+SIGN1_RATIO = 0.1
+#: Fewer layers than this are not a chain worth judging.
+MIN_CHAIN = 3
+
+
+def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> tuple[float, float, float]:
+    """(lower rel_update, top rel_update, lower/top) over the bottom and top thirds."""
+    rel = median_profile(trace, "rel_update", rows)[chain]
+    third = max(1, len(chain) // 3)
+    lower, top = rel[:third], rel[-third:]
+    lower, top = lower[np.isfinite(lower)], top[np.isfinite(top)]
+    if not lower.size or not top.size:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = float(np.median(lower)), float(np.median(top))
+    return lo, hi, (lo / hi if hi > 0 else float("nan"))
+
+
+def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any] | None:
+    """The numbers for one window, or None when the window cannot be judged."""
+    profile, metric, chain = gradient_profile(trace, rows, chain)
+    if len(chain) < MIN_CHAIN:
+        return None
+    g = profile[chain]
+    if not np.all(np.isfinite(g)) or not g[-1] > 0:
+        return None
+    rel = g / g[-1]
+    ratio = float(rel[0])
+    n = len(chain)
+    below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
+    lo, hi, s1 = _sign1(trace, rows, chain)
+    return {
+        "metric": metric,
+        "window": window_label(trace, rows),
+        "first_layer": trace.layers[chain[0]].name,
+        "last_layer": trace.layers[chain[-1]].name,
+        "n_layers": n,
+        "first_to_last": ratio,
+        "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
+        "depth_below_1e-3": (n - 1 - below[0]) if below else None,
+        "layer_below_1e-3": trace.layers[chain[below[0]]].name if below else None,
+        "sign1_lower_rel_update": lo,
+        "sign1_top_rel_update": hi,
+        "sign1_ratio": s1,
+        "relative_gradient": [float(x) for x in rel],
+        "layers_used": [trace.layers[j].name for j in chain],
+    }
+
+
+def _severity(ev: dict[str, Any]) -> Severity | None:
+    ratio, s1 = ev["first_to_last"], ev["sign1_ratio"]
+    if ratio < CRITICAL_RATIO:
+        lower_still_moves = np.isfinite(s1) and s1 >= SIGN1_RATIO
+        return "warning" if lower_still_moves else "critical"
+    if ratio < WARNING_RATIO:
+        return "warning"
+    return None
+
+
+def _message(ev: dict[str, Any], activation: str | None) -> str:
+    n, gain, ratio = ev["n_layers"], ev["per_layer_gain"], ev["first_to_last"]
+    what = "back-propagated gradient" if ev["metric"] == "out_grad_norm" else "weight gradient"
+    if ratio == 0:
+        parts = [
+            f"Gradients vanish toward the input ({ev['window']}): no gradient at all reaches "
+            f"the first layer ({q(ev['first_layer'])}). By the chain rule the gradient reaching "
+            "a layer is the product of the local derivatives of all the layers above it, and "
+            "here one of them is exactly 0 (units that are dead, or frozen at a flat spot, pass "
+            "nothing back)."
+        ]
+    else:
+        parts = [
+            f"Gradients vanish toward the input ({ev['window']}). By the chain rule the gradient "
+            f"reaching a layer is the product of the local derivatives of all the layers above "
+            f"it: here each layer multiplies the {what} by about {fmt(gain)} on its way down, so "
+            f"after {n - 1} layers the first layer ({q(ev['first_layer'])}) gets {fmt(ratio)} of "
+            f"what the last layer ({q(ev['last_layer'])}) gets."
+        ]
+    below = ev["depth_below_1e-3"]
+    if below is not None and ratio > 0:
+        layers = "layer" if below == 1 else "layers"
+        parts.append(
+            f"From {below} {layers} below the top ({q(ev['layer_below_1e-3'])}) down, it is "
+            "under 1/1000 of the top's."
+        )
+    if activation in ("sigmoid", "tanh"):
+        bound = "1/4" if activation == "sigmoid" else "1"
+        parts.append(
+            f"The layers' inputs come through {activation}, whose slope is at most {bound}."
+        )
+    s1 = ev["sign1_ratio"]
+    if s1 == 0:
+        parts.append("Sign 1: the lowest layers' weights do not change at all.")
+    elif np.isfinite(s1) and s1 < SIGN1_RATIO:
+        parts.append(
+            f"Sign 1: the lowest layers' weights change {fmt(s1)} as much (relative to their "
+            "size) as the top layers' - they barely learn."
+        )
+    elif np.isfinite(s1):
+        parts.append(
+            f"The lowest layers still change {fmt(s1)} as much as the top ones (the optimizer "
+            "rescales the small gradients), so they do learn, on a weak signal."
+        )
+    return " ".join(parts)
+
+
+def rule(trace: Trace) -> list[Finding]:
+    """Report gradients that shrink with depth; see the module docstring for the evidence."""
+    chain = chain_layers(trace)
+    if len(chain) < MIN_CHAIN:
+        return []
+    judged = []
+    for label, rows in windows(trace):
+        ev = _evidence(trace, rows, chain)
+        if ev is not None:
+            judged.append((label, ev, _severity(ev)))
+    if not judged:
+        return []
+    # The latest window says where the run stands; the early one is kept as evidence.
+    label, ev, severity = judged[-1]
+    if len(judged) > 1:
+        ev["early_first_to_last"] = judged[0][1]["first_to_last"]
+    if severity is None:
+        return []
+    rel = np.asarray(ev["relative_gradient"])
+    used = [trace.layer_index(n) for n in ev["layers_used"]]
+    blamed = [trace.layers[j].name for j, r in zip(used, rel, strict=True) if r < WARNING_RATIO]
+    activation = dominant_activation(trace, chain)
+    ev["activation"] = activation
+    return [
+        Finding(
+            kind="vanishing",
+            severity=severity,
+            layers=blamed,
+            evidence=ev,
+            message=_message(ev, activation),
+            remedies=remedies_for_activation(activation),
+        )
+    ]
