@@ -86,6 +86,30 @@ def test_hooks_removed_when_the_block_raises() -> None:
     pickle.dumps(model)
 
 
+def test_user_exception_before_any_step_is_not_hidden() -> None:
+    model = make_model()
+    with pytest.raises(ValueError, match="bad batch"), gradientflow.watch(model):
+        raise ValueError("bad batch")
+    assert hook_counts(model) == hook_counts(make_model())
+
+
+def test_activations_are_known_inside_a_frozen_stretch() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8), nn.Sigmoid(), nn.Dropout(0.0), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)
+    )
+    model[0].requires_grad_(False)
+    model[3].requires_grad_(False)
+    with torch.no_grad():
+        model[3].bias.fill_(-100.0)  # the ReLU after it is dead
+    opt = torch.optim.SGD(model[5].parameters(), lr=0.1)
+    with gradientflow.watch(model, opt) as mon:
+        train_steps(model, opt, 1)
+    t = mon.trace
+    assert [layer.input_activation for layer in t.layers] == [None, "sigmoid", "relu"]
+    assert t.metrics["in_dead_frac"][0, 2] == 1.0
+
+
 def test_nonfinite_gradients_are_recorded_not_raised() -> None:
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GradientFlowError as exc:
         print(f"gradientflow: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("gradientflow: interrupted", file=sys.stderr)
         return 130

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
-from gradientflow.probes.activations import ActivationProbe
+from gradientflow.probes.activations import ActivationProbe, sequential_activations
 from gradientflow.probes.gradients import ParamIndex, grad_norms, nonfinite_counts, weight_stats
 from gradientflow.probes.layers import (
     Layer,
@@ -105,7 +105,9 @@ class Monitor:
         self.step_count = 0
         self._candidates = candidate_modules(model)
         self._check_optimizer()
-        self._acts = ActivationProbe([m for _, m in self._candidates], saturation_eps)
+        self._acts = ActivationProbe(
+            [m for _, m in self._candidates], saturation_eps, sequential_activations(model)
+        )
         self._writer = TraceWriter(log_dir) if log_dir is not None else None
         self._tb: Any = None
         if tensorboard is not None:
@@ -169,6 +171,10 @@ class Monitor:
 
     def detach(self) -> Trace:
         """Remove every hook (the model is left exactly as before) and return the trace."""
+        self._detach()
+        return self.trace
+
+    def _detach(self) -> None:
         try:
             self._finish_manual_update()
             self._flush()
@@ -176,7 +182,6 @@ class Monitor:
         finally:
             self._remove_hooks()
             self._attached = False
-        return self.trace
 
     def _close_tensorboard(self) -> None:
         if self._tb is None or self._layers is None:
@@ -205,7 +210,7 @@ class Monitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.detach()
+        self._detach()  # not detach(): an empty run must not hide the user's exception
 
     def _order_hook(self, i: int) -> Any:
         def hook(module: nn.Module, args: Any) -> None:

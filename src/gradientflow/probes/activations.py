@@ -56,6 +56,23 @@ _TRANSPARENT = {
     "ToCopyBackward0",
     "ExpandBackward0",
 }
+#: activation module -> activation name, for inputs that carry no autograd graph (a frozen,
+#: no-grad stretch of the model): then the module just before the layer in an nn.Sequential tells
+_ACTIVATION_MODULES: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.LeakyReLU: "leaky_relu",
+    nn.ELU: "elu",
+    nn.SELU: "elu",
+    nn.PReLU: "prelu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Hardtanh: "hardtanh",
+    nn.ReLU6: "hardtanh",
+    nn.Softplus: "softplus",
+    nn.Mish: "mish",
+}
 _SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 _CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
@@ -73,6 +90,24 @@ def producing_activation(t: torch.Tensor, max_hops: int = 4) -> str | None:
             return None
         fn = fn.next_functions[0][0]
     return None
+
+
+def sequential_activations(model: nn.Module) -> dict[int, str]:
+    """``id(module) -> activation`` for modules that follow an activation in an nn.Sequential."""
+    out: dict[int, str] = {}
+    for parent in model.modules():
+        if not isinstance(parent, nn.Sequential):
+            continue
+        last: str | None = None
+        for child in parent:
+            if any(True for _ in child.parameters(recurse=False)) and last is not None:
+                out[id(child)] = last
+            kind = _ACTIVATION_MODULES.get(type(child))
+            if kind is not None:
+                last = kind
+            elif not isinstance(child, nn.Dropout | nn.Flatten | nn.Identity):
+                last = None
+    return out
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
@@ -108,8 +143,11 @@ def input_stats(
 class ActivationProbe:
     """Forward pre/post hooks on every layer; active only while ``collecting`` is True."""
 
-    def __init__(self, modules: list[nn.Module], saturation_eps: float) -> None:
+    def __init__(
+        self, modules: list[nn.Module], saturation_eps: float, fallback: dict[int, str]
+    ) -> None:
         self.modules = modules
+        self.fallback = fallback  # id(module) -> activation, from sequential_activations()
         self.eps = saturation_eps
         self.collecting = False
         self.activation: dict[int, str] = {}  # module index -> producing activation (first seen)
@@ -142,6 +180,8 @@ class ActivationProbe:
             if x is None or not x.is_floating_point():
                 return
             act = producing_activation(x)
+            if act is None and x.grad_fn is None:
+                act = self.fallback.get(id(mod))
             if act is None:
                 return
             self.activation.setdefault(j, act)
