@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from gradientflow import __version__
 from gradientflow.errors import GradientFlowError
 
-COMMANDS = ("diagnose", "show", "report", "lab", "demo")
+COMMANDS = ("diagnose", "show", "report", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:

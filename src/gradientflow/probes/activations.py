@@ -218,27 +218,36 @@ class ActivationProbe:
         """Per-layer vectors of what was measured since the last reset (NaN where nothing).
 
         ``order[j]`` is the index (in the list given at construction) of layer j's module.
+        Each statistic is reduced with one ``index_add_``, whatever the number of layers.
         """
-        nan = torch.tensor(float("nan"), dtype=torch.float64, device=device)
+        position = {m: j for j, m in enumerate(order)}
 
-        def mean(d: dict[int, list[torch.Tensor]], j: int) -> torch.Tensor:
-            return torch.stack(d[j]).to(device).mean() if d.get(j) else nan
+        def sums(d: dict[int, list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+            values: list[torch.Tensor] = []
+            index: list[int] = []
+            counts = [0] * len(order)
+            for m, items in d.items():
+                j = position.get(m)
+                if j is not None and items:
+                    values += items
+                    index += [j] * len(items)
+                    counts[j] += len(items)
+            total = torch.zeros(len(order), dtype=torch.float64, device=device)
+            if values:
+                idx = torch.tensor(index, dtype=torch.long).to(device)
+                total.index_add_(0, idx, torch.stack(values).to(device, torch.float64))
+            return total, torch.tensor(counts, dtype=torch.float64).to(device)
 
-        def root_sum(d: dict[int, list[torch.Tensor]], j: int) -> torch.Tensor:
-            return torch.stack(d[j]).to(device).sum().sqrt() if d.get(j) else nan
-
+        dead, n_dead = sums(self._dead)
+        sat, n_sat = sums(self._sat)
+        grad_sq, n_grad = sums(self._grad_sq)
+        out_sq, _ = sums(self._out_sq)
+        n_out = torch.tensor([float(self._out_n.get(m, 0)) for m in order], dtype=torch.float64)
         out = {
-            "in_dead_frac": torch.stack([mean(self._dead, j) for j in order]),
-            "in_sat_frac": torch.stack([mean(self._sat, j) for j in order]),
-            "out_grad_norm": torch.stack([root_sum(self._grad_sq, j) for j in order]),
-            "out_rms": torch.stack(
-                [
-                    (torch.stack(self._out_sq[j]).to(device).sum() / self._out_n[j]).sqrt()
-                    if self._out_sq.get(j)
-                    else nan
-                    for j in order
-                ]
-            ),
+            "in_dead_frac": dead / n_dead,  # 0/0 = NaN where nothing was measured
+            "in_sat_frac": sat / n_sat,
+            "out_grad_norm": (grad_sq / (n_grad > 0)).sqrt(),
+            "out_rms": (out_sq / n_out.to(device)).sqrt(),
         }
         self.reset()
         return out
