@@ -160,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
 
         steps = args.trial_steps or (440 if args.recipe is None else args.steps)
         run_trial_cli(lambda: _load(args.recipe, steps)[0], diagnosis, args)
-    return status
     # --- end of REMEDIES-HELPER section ---
+    return status
 
 
 def _header(source: str, steps: int, score: float | None, trace: Any) -> str:

@@ -1,0 +1,200 @@
+"""Helpers the transforms share: activation kinds, module paths, weight layers, functional calls.
+
+>>> from torch import nn
+>>> model = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
+>>> activation_kind(model[1]), [name for name, _ in weight_layers(model)]
+('sigmoid', ['0', '2'])
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradientflow.errors import GradientFlowError
+
+#: Element-wise activation modules the transforms recognise, by the name users pass.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "prelu": nn.PReLU,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "celu": nn.CELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "mish": nn.Mish,
+    "softplus": nn.Softplus,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "hardtanh": nn.Hardtanh,
+    "relu6": nn.ReLU6,
+    "hardsigmoid": nn.Hardsigmoid,
+    "hardswish": nn.Hardswish,
+    "logsigmoid": nn.LogSigmoid,
+    "softsign": nn.Softsign,
+    "rrelu": nn.RReLU,
+    "tanhshrink": nn.Tanhshrink,
+}
+
+#: Layers whose weights the transforms re-initialise or wrap.
+WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+# functional spellings of activations in a forward: F.relu(x), torch.sigmoid(x), x.tanh(), ...
+_FUNCTIONAL = "|".join(sorted(ACTIVATIONS, key=len, reverse=True))
+_FUNCTIONAL_RE = re.compile(
+    rf"(?:\b(?:F|functional|torch|nn\.functional)\.({_FUNCTIONAL})_?\s*\()"
+    rf"|(?:\.({_FUNCTIONAL})_?\(\s*\))"
+)
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """The activation name of ``module`` ("relu", "sigmoid", ...) or None if it is none."""
+    for name, cls in ACTIVATIONS.items():
+        if type(module) is cls:
+            return name
+    return None
+
+
+def clone(model: nn.Module, fn: str) -> nn.Module:
+    """A deep copy of ``model``; the transforms never touch their input."""
+    if not isinstance(model, nn.Module):
+        raise GradientFlowError(f"{fn}(): `model` must be an nn.Module, got {type(model).__name__}")
+    return copy.deepcopy(model)
+
+
+def weight_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(qualified name, module) of every Linear/Conv layer, in registration order."""
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_LAYERS):
+            yield name, module
+
+
+def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
+    """Replace the submodule at the dotted ``path`` (e.g. ``"encoder.0"``) with ``new``."""
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, new)
+
+
+def out_features(module: nn.Module) -> int:
+    """Output width (features or channels) of a Linear/Conv layer."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return int(module.out_channels)  # type: ignore[arg-type]
+
+
+def functional_activations(model: nn.Module) -> list[str]:
+    """Where ``model``'s own forward code calls an activation as a function.
+
+    Module swaps cannot reach ``F.relu(x)`` or ``torch.sigmoid(x)`` written inside a
+    ``forward``; this finds them by reading the source of every forward defined outside torch,
+    and returns ``"module 'name' (Class.forward, file:line): text"`` strings.
+    """
+    seen: set[type] = set()
+    found: list[str] = []
+    for name, module in model.named_modules():
+        cls = type(module)
+        if cls in seen or cls.__module__.startswith("torch."):
+            continue
+        seen.add(cls)
+        try:
+            lines, start = inspect.getsourcelines(cls.forward)
+            path = inspect.getsourcefile(cls.forward) or "?"
+        except (OSError, TypeError):
+            continue
+        for offset, line in enumerate(lines):
+            code = line.split("#", 1)[0]
+            if _FUNCTIONAL_RE.search(code):
+                where = f"{cls.__name__}.forward, {path}:{start + offset}"
+                found.append(f"module {name or '<root>'!r} ({where}): {code.strip()}")
+    return found
+
+
+#: autograd node names of element-wise activations (SELU and CELU record as EluBackward0).
+_GRAD_FN_ACTIVATIONS = {
+    "SigmoidBackward0": "sigmoid",
+    "TanhBackward0": "tanh",
+    "ReluBackward0": "relu",
+    "LeakyReluBackward0": "leaky_relu",
+    "EluBackward0": "elu",
+    "GeluBackward0": "gelu",
+    "SiluBackward0": "silu",
+    "MishBackward0": "mish",
+    "SoftplusBackward0": "softplus",
+    "HardtanhBackward0": "hardtanh",
+    "HardsigmoidBackward0": "hardsigmoid",
+    "HardswishBackward0": "hardswish",
+    "LogSigmoidBackward0": "logsigmoid",
+}
+
+
+def _where(node: Any) -> str:
+    """The innermost frame outside torch of the forward that created an autograd node."""
+    frames = node.metadata.get("traceback_", []) if hasattr(node, "metadata") else []
+    mine = [f.strip().splitlines()[0] for f in frames if f"{os.sep}torch{os.sep}" not in f]
+    if not mine:
+        return "location unknown"
+    match = re.match(r'File "(.*)", line (\d+), in (.*)', mine[-1])
+    return f"{match[1]}:{match[2]} (in {match[3]})" if match else mine[-1]
+
+
+def graph_activations(model: nn.Module, example_input: Any) -> list[str]:
+    """Activations in one forward's autograd graph that no activation *module* produced.
+
+    Catches what reading ``forward`` source misses (helper functions, lambdas). The forward
+    runs once under anomaly mode, which records where each node was created; the random state
+    is restored afterwards.
+    """
+    produced: set[int] = set()
+
+    def hook(module: nn.Module, args: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+            produced.add(id(out.grad_fn))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if activation_kind(m)]
+    try:
+        with torch.random.fork_rng(), torch.autograd.set_detect_anomaly(True, check_nan=False):
+            args = example_input if isinstance(example_input, tuple) else (example_input,)
+            out = model(*args)
+            roots: list[Any] = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+            found = []
+            seen: set[int] = set()
+            while roots:
+                node = roots.pop()
+                if node is None or id(node) in seen:
+                    continue
+                seen.add(id(node))
+                kind = _GRAD_FN_ACTIVATIONS.get(node.name())
+                if kind and id(node) not in produced:
+                    found.append(f"{kind} at {_where(node)}")
+                roots.extend(fn for fn, _ in node.next_functions)
+    finally:
+        for h in handles:
+            h.remove()
+    return sorted(set(found))
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []

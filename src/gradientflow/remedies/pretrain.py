@@ -1,0 +1,157 @@
+"""``layerwise_pretrain``: the article's "multi-level hierarchy", greedy layer by layer.
+
+Hinton et al. (2006) and Bengio et al. (2007) trained deep nets that plain back-propagation
+could not: pretrain one layer at a time, unsupervised, on the output of the layers below (here
+as an autoencoder: the layer encodes, a throw-away linear decoder reconstructs the layer's input),
+then fine-tune the whole stack with the real loss. Each layer starts from weights that keep the
+information of its input, not from noise that the vanishing gradient cannot fix.
+
+The model must be an ``nn.Sequential`` whose weight layers are ``nn.Linear``; every Linear but the
+last (the output layer) is pretrained together with the modules after it up to the next Linear
+(its activation, norm, dropout).
+
+>>> import torch
+>>> from torch import nn
+>>> model = nn.Sequential(nn.Linear(8, 6), nn.Sigmoid(), nn.Linear(6, 6), nn.Sigmoid(),
+...                       nn.Linear(6, 2))
+>>> data = [(torch.randn(16, 8), torch.zeros(16)) for _ in range(4)]
+>>> new = layerwise_pretrain(model, data, steps_per_layer=20)
+>>> torch.equal(new[4].weight, model[4].weight), torch.equal(new[0].weight, model[0].weight)
+(True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradientflow.errors import GradientFlowError
+from gradientflow.remedies._modules import WEIGHT_LAYERS, clone
+
+
+def _stages(model: nn.Sequential) -> tuple[list[nn.Module], list[list[nn.Module]]]:
+    """(prefix before the first Linear, stages each starting with a Linear)."""
+    prefix: list[nn.Module] = []
+    stages: list[list[nn.Module]] = []
+    for i, module in enumerate(model):
+        if isinstance(module, WEIGHT_LAYERS) and not isinstance(module, nn.Linear):
+            raise GradientFlowError(
+                f"layerwise_pretrain(): module '{i}' is a {type(module).__name__}; only "
+                "Linear layers can be pretrained as autoencoders here"
+            )
+        if isinstance(module, nn.Linear):
+            stages.append([module])
+        elif stages:
+            stages[-1].append(module)
+        else:
+            prefix.append(module)
+    if len(stages) < 2:
+        raise GradientFlowError(
+            "layerwise_pretrain(): the model needs at least two Linear layers (hidden + output)"
+        )
+    return prefix, stages
+
+
+def _inputs(batches: Iterable[Any]) -> list[torch.Tensor]:
+    xs = []
+    for batch in batches:
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        if not isinstance(x, torch.Tensor):
+            raise GradientFlowError(
+                "layerwise_pretrain(): each batch must be a tensor or an (inputs, targets) "
+                f"pair, got {type(x).__name__}"
+            )
+        xs.append(x)
+    if not xs:
+        raise GradientFlowError("layerwise_pretrain(): `batches` is empty")
+    return xs
+
+
+@torch.no_grad()
+def _forward(modules: list[nn.Module], xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    out = []
+    for x in xs:
+        for m in modules:
+            x = m(x)
+        out.append(x)
+    return out
+
+
+def _pretrain_stage(
+    stage: list[nn.Module], xs: list[torch.Tensor], steps: int, lr: float, noise: float
+) -> float:
+    """Train one stage as an autoencoder of its inputs; returns the last reconstruction MSE."""
+    encoder = nn.Sequential(*stage)
+    first: nn.Linear = stage[0]  # type: ignore[assignment]
+    decoder = nn.Linear(first.out_features, first.in_features).to(first.weight.device)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    encoder.train()
+    # the decoder predicts the standardised input: deep sigmoid layers vary little, and a plain
+    # MSE would let them reconstruct "about 0.5" well while losing what the input said
+    flat = torch.cat(xs)
+    mean, var = flat.mean(0), flat.var(0, unbiased=False)
+    std = var.clamp_min(1e-2 * float(var.mean()) + 1e-12).sqrt()
+    with torch.no_grad():
+        decoder.bias.zero_()
+    loss = torch.tensor(float("nan"))
+    for step in range(steps):
+        x = xs[step % len(xs)]
+        noisy = x + noise * torch.randn_like(x) if noise > 0 else x
+        loss = (decoder(encoder(noisy)) - (x - mean) / std).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def layerwise_pretrain(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    steps_per_layer: int | None = None,
+    lr: float = 1e-2,
+    noise: float = 0.0,
+) -> nn.Module:
+    """A copy of ``model`` whose hidden layers were pretrained greedily as autoencoders.
+
+    ``batches`` yields inputs or ``(inputs, targets)`` pairs (targets are not used).
+    ``steps_per_layer`` Adam steps (``lr``) per layer: by default one pass over ``batches``,
+    at most 200;
+    ``noise`` > 0 makes them denoising autoencoders (Vincent et al. 2008). The decoder
+    reconstructs the *standardised* input, so a deep layer whose outputs barely vary still has
+    to keep what they say (with a plain MSE, sigmoid codes shrink layer after layer and the top
+    of a 20-layer stack carries nothing). The output layer keeps its values; fine-tune the
+    returned model as usual. The last reconstruction errors (relative to the input's variance)
+    are in ``new.pretrain_mse`` (a list, input layer first).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    >>> len(layerwise_pretrain(m, [torch.randn(8, 4)], steps_per_layer=5).pretrain_mse)
+    1
+    """
+    if not isinstance(model, nn.Sequential):
+        raise GradientFlowError(
+            f"layerwise_pretrain(): needs an nn.Sequential of Linear layers, got "
+            f"{type(model).__name__}"
+        )
+    new = clone(model, "layerwise_pretrain")
+    prefix, stages = _stages(new)  # type: ignore[arg-type]
+    xs = _inputs(batches)
+    steps = min(len(xs), 200) if steps_per_layer is None else int(steps_per_layer)
+    was_training = new.training
+    new.eval()  # inputs of each stage: no dropout, running norm statistics
+    h = _forward(prefix, xs)
+    errors = []
+    for stage in stages[:-1]:
+        errors.append(_pretrain_stage(stage, h, steps, lr, noise))
+        for m in stage:
+            m.eval()
+        h = _forward(stage, h)
+    new.train(was_training)
+    setattr(new, "pretrain_mse", errors)  # noqa: B010
+    return new

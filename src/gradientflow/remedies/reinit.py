@@ -1,0 +1,127 @@
+"""``reinit``: re-initialise the weight layers with a scheme that keeps the gradient's scale.
+
+* ``"he"`` (He et al. 2015): N(0, 2/fan_in), for the ReLU family; per-layer gain χ₁ = 1 for ReLU.
+* ``"xavier"`` (Glorot & Bengio 2010): U(±√(6/(fan_in+fan_out))), Var = 2/(fan_in+fan_out),
+  for tanh and sigmoid.
+* ``"lecun"`` (LeCun 1998; Klambauer et al. 2017): N(0, 1/fan_in), the fixed point of SELU.
+* ``"orthogonal"`` (Saxe et al. 2014; Pennington et al. 2017): orthogonal matrices, singular
+  values 1, dynamical isometry near a critical point.
+
+Biases start at 0. Recurrent layers (RNN/LSTM/GRU) get the scheme on each gate's input and
+recurrent matrix; an LSTM's forget gate bias starts at 1 (Gers et al. 2000), so it remembers by
+default.
+
+>>> import torch
+>>> from torch import nn
+>>> model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+>>> new = reinit(model, "he")
+>>> round(float(new[0].weight.detach().var() * 256), 1)
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from gradientflow.errors import GradientFlowError
+from gradientflow.remedies._modules import clone, weight_layers
+
+SCHEMES = ("he", "xavier", "lecun", "orthogonal")
+
+
+def _fan_in(weight: torch.Tensor) -> int:
+    return int(weight[0].numel()) if weight.dim() > 1 else int(weight.numel())
+
+
+def _lecun(weight: torch.Tensor) -> None:
+    nn.init.normal_(weight, 0.0, 1.0 / math.sqrt(_fan_in(weight)))
+
+
+def _he(weight: torch.Tensor) -> None:
+    nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+
+
+def _xavier(weight: torch.Tensor) -> None:
+    nn.init.xavier_uniform_(weight)
+
+
+def _orthogonal(weight: torch.Tensor) -> None:
+    nn.init.orthogonal_(weight)
+
+
+INITIALISERS: dict[str, Callable[[torch.Tensor], None]] = {
+    "he": _he,
+    "xavier": _xavier,
+    "lecun": _lecun,
+    "orthogonal": _orthogonal,
+}
+
+
+def init_weight_layer(module: nn.Module, scheme: str) -> None:
+    """Re-initialise one Linear/Conv layer in place: weight by ``scheme``, bias 0."""
+    with torch.no_grad():
+        INITIALISERS[scheme](module.weight)  # type: ignore[arg-type]
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            bias.zero_()
+
+
+def init_recurrent(module: nn.RNNBase, scheme: str) -> None:
+    """Re-initialise an RNN/LSTM/GRU in place (per gate block; forget-gate bias 1 for LSTM)."""
+    gates = {"LSTM": 4, "GRU": 3}.get(type(module).__name__, 1)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.startswith("bias"):
+                param.zero_()
+                if gates == 4 and name.startswith("bias_ih"):
+                    h = param.shape[0] // 4
+                    param[h : 2 * h] = 1.0  # forget gate (i, f, g, o order)
+                continue
+            for block in param.chunk(gates, dim=0):  # each gate's matrix on its own
+                INITIALISERS[scheme](block)
+
+
+def _check_scheme(scheme: str, fn: str) -> None:
+    if scheme not in SCHEMES:
+        raise GradientFlowError(f"{fn}(): unknown scheme {scheme!r}; choose one of {SCHEMES}")
+
+
+def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None = None) -> nn.Module:
+    """A copy of ``model`` with its Linear/Conv/RNN layers re-initialised by ``scheme``.
+
+    ``only`` limits it to the named submodules (qualified names as in ``named_modules()``).
+    Normalisation layers, embeddings and everything else keep their values.
+
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    >>> new = reinit(m, "orthogonal", only=["0"])
+    >>> bool(torch.allclose(new[0].weight @ new[0].weight.T, torch.eye(8), atol=1e-5))
+    True
+    >>> bool(torch.equal(new[2].weight, m[2].weight))
+    True
+    """
+    _check_scheme(scheme, "reinit")
+    new = clone(model, "reinit")
+    wanted = None if only is None else set(only)
+    names = dict(new.named_modules())
+    if wanted is not None and wanted - set(names):
+        missing = sorted(wanted - set(names))
+        raise GradientFlowError(f"reinit(): no submodule named {missing[0]!r} in the model")
+    count = 0
+    for name, module in weight_layers(new):
+        if wanted is None or name in wanted:
+            init_weight_layer(module, scheme)
+            count += 1
+    for name, module in new.named_modules():
+        if isinstance(module, nn.RNNBase) and (wanted is None or name in wanted):
+            init_recurrent(module, scheme)
+            count += 1
+    if count == 0:
+        raise GradientFlowError(
+            f"reinit(): {type(model).__name__} has no Linear, Conv or RNN layer to re-initialise"
+        )
+    return new
