@@ -55,7 +55,7 @@ def demo_recipe(epochs: int = 20, seed: int = 0) -> dict[str, Any]:
         "optimizer": optimizer,
         "loss_fn": nn.CrossEntropyLoss(),
         "batches": datasets.batches(
-            data.x_train, data.y_train, batch_size=BATCH, epochs=epochs, seed=seed
+            data.x_train, data.y_train, batch_size=BATCH, epochs=epochs, seed=seed, drop_last=True
         ),
         "evaluate": evaluate,
     }

@@ -51,8 +51,8 @@ def test_demo_prints_prescriptions_and_a_trial_table(capsys: pytest.CaptureFixtu
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "prescription: swap_activation:relu — ReLU + He init" in out
-    # 25 batches of the demo hold one ragged 4-sample batch, left out for every candidate
-    table = out[out.index("Trial: baseline and 2 remedies, 24 steps each") :]
+    # the demo's batches are all full (drop_last): 25 steps for every candidate
+    table = out[out.index("Trial: baseline and 2 remedies, 25 steps each") :]
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith("remedy"))
     assert "test acc" in header and "grad first/last" in header

@@ -30,11 +30,11 @@ REMEDIES = [
 @pytest.mark.slow
 def test_remedies_rescue_the_20_layer_sigmoid_mlp_on_digits() -> None:
     data = datasets.digits()
-    batches = [
-        b
-        for b in datasets.batches(data.x_train, data.y_train, batch_size=64, epochs=20, seed=0)
-        if len(b[0]) == 64
-    ]
+    batches = list(
+        datasets.batches(
+            data.x_train, data.y_train, batch_size=64, epochs=20, seed=0, drop_last=True
+        )
+    )
 
     def accuracy(model: nn.Module) -> float:
         return datasets.accuracy(model, data.x_test, data.y_test)

@@ -91,15 +91,31 @@ def mnist1d(seed: int = 42) -> Dataset:
 
 
 def batches(
-    x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 64, epochs: int = 1, seed: int = 0
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    epochs: int = 1,
+    seed: int = 0,
+    drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled mini-batches, ``epochs`` passes, the same order for the same seed."""
+    """Shuffled mini-batches, ``epochs`` passes, the same order for the same seed.
+
+    ``drop_last`` leaves out the short last batch of each epoch (1347 digits in batches of 64
+    leave 3: BatchNorm statistics of 3 samples are noise).
+
+    >>> x, y = torch.zeros(10, 2), torch.zeros(10)
+    >>> [len(b[0]) for b in batches(x, y, batch_size=4)], [len(b[0]) for b in
+    ...  batches(x, y, batch_size=4, drop_last=True)]
+    ([4, 4, 2], [4, 4])
+    """
     if batch_size < 1:
         raise GradientFlowError(f"batches: batch_size must be >= 1, got {batch_size}")
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), batch_size):
+        stop = len(x) - len(x) % batch_size if drop_last else len(x)
+        for i in range(0, stop, batch_size):
             idx = order[i : i + batch_size]
             yield x[idx], y[idx]
 

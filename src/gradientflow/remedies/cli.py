@@ -102,8 +102,6 @@ def run_trial_cli(
         print("gradientflow: trial: nothing to trial (no remedy prescribed)", file=sys.stderr)
         return None
     batches = list(islice(fresh["batches"], steps))
-    if source is None:  # the demo: 1348 digits in batches of 64 leave a batch of 4 each epoch
-        batches = [b for b in batches if len(b[1]) == len(batches[0][1])]
     table = trial(
         fresh["model"],
         batches,
@@ -115,22 +113,17 @@ def run_trial_cli(
         metric_name="test acc" if source is None else "evaluate",
         progress=True,
     )
-    _print(table, len(batches), args, ragged_dropped=source is None)
+    _print(table, len(batches), args)
     return table
 
 
-def _print(table: Any, steps: int, args: argparse.Namespace, ragged_dropped: bool) -> None:
+def _print(table: Any, steps: int, args: argparse.Namespace) -> None:
     head = (
         f"Trial: baseline and {len(table) - 1} remedies, {steps} steps each on the same "
         f"batches ({table.meta['optimizer']}, baseline lr {table.meta['base_lr']:g}; each "
         "remedy with the learning rate it suggests).\n"
         "grad first/last = gradient norm of the first layer / the last layer at step 0."
     )
-    if ragged_dropped:
-        head += (
-            "\nThe 4-sample last batch of each epoch is left out for every candidate: "
-            "BatchNorm statistics of 4 samples are noise."
-        )
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     print(f"\n{head}\n\n{table}", file=stream)
     out = getattr(args, "out", None)
