@@ -13,6 +13,8 @@ work). On a sampled step it replays that batch through an unrolled copy sharing 
 ==============================  =====================================================
 ``bptt/<layer>/dl_dh``          (samples, T) ‖∂L/∂h_t‖, the total gradient at step t
 ``bptt/<layer>/gain``           (samples, T) ‖u·∂h_T/∂h_t‖, the gain through time
+``bptt/<layer>/dl_dc``          (samples, T) LSTM only: ‖∂L/∂c_t‖ of the cell state
+``bptt/<layer>/gain_c``         (samples, T) LSTM only: ‖v·∂c_T/∂c_t‖, v along ∂L/∂c_T
 ``bptt/<layer>/steps``          (samples,) optimizer step of each sample
 ``bptt/<layer>/kind``           (1,) "RNN_TANH", "LSTM", "GRU", "LSTMCell", "cell", ...
 ==============================  =====================================================
@@ -49,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gradientflow.errors import GradientFlowError
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.probes.recurrent_replay import (
     TimeGrads,
     check_gain_mode,
@@ -85,13 +87,18 @@ def _detach(x: Any) -> Any:
     return x
 
 
+def _norms(grads: Sequence[Tensor | None]) -> np.ndarray:
+    return np.array([0.0 if g is None else float(g.double().norm()) for g in grads])
+
+
 class RecurrentProbe:
     """Monitor probe recording the gradient through time of one recurrent module.
 
-    ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``; by
-    default every 10th step, so every 50th step). A replay costs about one to three training
-    steps of the module (forward and backward through the unrolled copy, and one more backward
-    for the gain), so the default adds a few percent.
+    ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``).
+    The monitor's default schedule makes every 10th step full, so the default of 5 replays
+    every 50th step. A replay costs about one to three training steps of the module (forward
+    and backward through the unrolled copy, one more backward per gain curve), so the default
+    adds a few percent.
     ``gain``: ``"vjp"`` (default), ``"spectral"`` (exact ‖∂h_T/∂h_t‖₂, small layers) or
     ``"none"``. Use it without a monitor by calling ``attach(None)`` and
     ``on_step(None, step, True)`` after each backward pass.
@@ -115,6 +122,7 @@ class RecurrentProbe:
         if cell and not isinstance(module, CELL_TYPES):
             self.kind = "cell"
         self._cap = _Capture()
+        self._lstm_cell = isinstance(module, nn.LSTMCell)
         self._seen_full = 0
         self._replaying = False
         self._warned: set[str] = set()
@@ -160,7 +168,7 @@ class RecurrentProbe:
         if state is None or cap.last is None or prev is not cap.last:
             cap = self._cap = _Capture(hx=_detach(state))
         cap.calls.append((_detach(tuple(args)), _detach(dict(kwargs))))
-        self._watch(cap, [h])
+        self._watch(cap, [h, out[1]] if self._lstm_cell else [h])
         cap.last = h
 
     # ------------------------------------------------------------------ measuring
@@ -179,16 +187,24 @@ class RecurrentProbe:
         )
 
     def _measure_cell(self, cap: _Capture) -> TimeGrads:
+        every = 2 if self._lstm_cell else 1  # outputs watched per call: h (and c)
         grads = [cap.grads.get(i) for i in range(cap.n_out)]
-        dl = np.array([0.0 if g is None else float(g.double().norm()) for g in grads])
         self._replaying = True
         try:
             with silenced(self.module), torch.enable_grad():
-                states = unroll_cell(self.module, cap.calls, cap.hx)
-                gain = gain_curve(states, grads[-1], self.gain)
+                hs, cs = unroll_cell(self.module, cap.calls, cap.hx)
+                result = TimeGrads(
+                    self.name,
+                    self.kind,
+                    _norms(grads[::every]),
+                    gain_curve(hs, grads[::every][-1], self.gain),
+                )
+                if self._lstm_cell:
+                    result.dl_dc = _norms(grads[1::2])
+                    result.gain_c = gain_curve(cs, grads[1::2][-1], self.gain)
         finally:
             self._replaying = False
-        return TimeGrads(self.name, self.kind, dl, gain)
+        return result
 
     def on_step(self, monitor: Any, step: int, full: bool) -> None:
         """Replay and record on every ``every``-th full step; never raises in training."""
@@ -211,11 +227,14 @@ class RecurrentProbe:
         out: dict[str, np.ndarray] = {}
         for name, rows in self._rows.items():
             width = max(len(r.dl_dh) for r in rows)
-            for key in ("dl_dh", "gain"):
+            for key in ("dl_dh", "gain", "dl_dc", "gain_c"):
+                if getattr(rows[-1], key) is None:
+                    continue
                 arr = np.full((len(rows), width), np.nan)
                 for i, r in enumerate(rows):
                     curve = getattr(r, key)
-                    arr[i, width - len(curve) :] = curve
+                    if curve is not None:
+                        arr[i, width - len(curve) :] = curve
                 out[f"bptt/{name}/{key}"] = arr
             out[f"bptt/{name}/steps"] = np.array(self._steps[name], dtype=np.int64)
             out[f"bptt/{name}/kind"] = np.array([rows[-1].kind])
@@ -224,7 +243,11 @@ class RecurrentProbe:
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            warnings.warn(f"gradientflow recurrent probe {self.name!r}: {message}", stacklevel=2)
+            warnings.warn(
+                f"gradientflow recurrent probe {self.name!r}: {message}",
+                GradientFlowWarning,
+                stacklevel=2,
+            )
 
 
 def recurrent_probes(

@@ -4,7 +4,9 @@ A *curve* is one number per time step, the last step last: ``curve[-1]`` belongs
 step T and ``curve[-1 - d]`` to the step ``d`` steps earlier. The recurrent probe records two
 curves per layer (see :mod:`gradientflow.probes.recurrent`): ``dl_dh``, the norm of the total
 gradient ∂L/∂h_t, and ``gain``, the norm of u·∂h_T/∂h_t with u the unit vector along ∂L/∂h_T
-(the chain-rule gain through time, 1 at the last step).
+(the chain-rule gain through time, 1 at the last step); for an LSTM also ``dl_dc`` and
+``gain_c``, the same for the cell state c. The horizon uses ``gain``: the same measure for
+every kind of layer (for an LSTM it includes the carousel path h_t → c_{t+1} → … → c_T → h_T).
 
 * :func:`memory_horizon` — how many steps back the curve stays at or above ``ratio`` (1e-3) of
   its value at the last step. When it never drops that far the horizon is the whole sequence,
@@ -34,7 +36,10 @@ from gradientflow.errors import GradientFlowError
 
 #: A gradient below this fraction of its value at the last step counts as gone.
 HORIZON_RATIO = 1e-3
-_KEY = re.compile(r"^bptt/(.+)/(dl_dh|gain)$")
+_KEY = re.compile(r"^bptt/(.+)/(dl_dh|gain|dl_dc|gain_c)$")
+#: Curves in order of preference for the horizon: the gain of h, the same measure for every
+#: kind of layer (an LSTM's ``gain_c`` is kept for inspection, not used here).
+CURVES = ("gain", "dl_dh")
 
 
 def _as_curve(curve: Any) -> np.ndarray:
@@ -139,18 +144,19 @@ def horizon_stats(
 ) -> HorizonStats:
     """Horizon and decay factor of ``layer`` from its latest ``last`` recorded samples.
 
-    Uses the ``gain`` curve when recorded (the pure chain-rule gain through time), otherwise
-    ``dl_dh``.
+    Uses the ``gain`` curve when recorded (the chain-rule gain through time of h, comparable
+    across RNN, LSTM and GRU), otherwise ``dl_dh``.
 
     >>> ex = {"bptt/rnn/gain": np.array([[1e-4, 1e-2, 1.0]]), "bptt/rnn/steps": np.array([7])}
     >>> s = horizon_stats(ex, "rnn")
     >>> s.horizon, s.censored, round(s.decay_factor, 3), s.step
     (1, False, 0.01, 7)
     """
-    name = "gain" if f"bptt/{layer}/gain" in extras else "dl_dh"
-    key = f"bptt/{layer}/{name}"
-    if key not in extras:
+    found = [c for c in CURVES if f"bptt/{layer}/{c}" in extras]
+    if not found:
         raise GradientFlowError(f"horizon_stats: no per-time-step gradients for layer {layer!r}")
+    name = found[0]
+    key = f"bptt/{layer}/{name}"
     rows = np.atleast_2d(np.asarray(extras[key], dtype=np.float64))[-last:]
     steps = np.asarray(extras.get(f"bptt/{layer}/steps", np.arange(len(rows))))
     kind_arr = extras.get(f"bptt/{layer}/kind")

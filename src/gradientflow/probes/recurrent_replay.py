@@ -15,6 +15,10 @@ for every time step t of every layer and direction:
   norm obeys. ``gain="spectral"`` computes that norm exactly (the largest over the batch of the
   per-sample Jacobians' largest singular value): H backward passes, for hidden sizes ≤ 256.
 
+For an LSTM the same two numbers are also measured for the cell state c_t (``dl_dc``,
+``gain_c``): the constant error carousel c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t is where an LSTM
+keeps its memory, and the path that Hochreiter & Schmidhuber designed to carry the error.
+
 Arrays are in processing order: the last entry is the last step the layer read (for the
 reverse direction of a bidirectional layer, that is the first input).
 
@@ -53,6 +57,8 @@ class TimeGrads:
     kind: str
     dl_dh: np.ndarray  # (T,)
     gain: np.ndarray  # (T,)
+    dl_dc: np.ndarray | None = None  # (T,) LSTM only: ‖∂L/∂c_t‖ of the cell state
+    gain_c: np.ndarray | None = None  # (T,) LSTM only: ‖v·∂c_T/∂c_t‖, v along ∂L/∂c_T
 
 
 def layer_names(base: str, module: nn.Module) -> list[str]:
@@ -179,15 +185,18 @@ def through_time(
     with torch.enable_grad():
         u = unroll(module, input, hx)
         s = _surrogate([u.output, u.h_n, u.c_n], [grad_output, grad_hn, grad_cn], name)
-        flat = [h for seq in u.states for h in seq]
+        chains = u.states + [c for c in u.cells if c]
+        flat = [h for seq in chains for h in seq]
         grads = torch.autograd.grad(s, flat, retain_graph=True, allow_unused=True)
-        out, pos = [], 0
-        for seq, suffix in zip(u.states, layer_names(name, module), strict=True):
+        curves, pos = [], 0
+        for seq in chains:
             g = grads[pos : pos + len(seq)]
             pos += len(seq)
-            dl = _norms(g, seq).cpu().numpy()
-            curve = gain_curve(seq, g[-1], gain)
-            out.append(TimeGrads(suffix, kind, dl, curve))
+            curves.append((_norms(g, seq).cpu().numpy(), gain_curve(seq, g[-1], gain)))
+    names = layer_names(name, module)
+    out = [TimeGrads(n, kind, *curves[k]) for k, n in enumerate(names)]
+    for k, c_curves in enumerate(curves[len(names) :]):
+        out[k].dl_dc, out[k].gain_c = c_curves
     return out
 
 
@@ -242,20 +251,22 @@ def _with_state(args: tuple[Any, ...], kwargs: dict[str, Any], state: Any) -> Ca
 
 def unroll_cell(
     cell: Callable[..., Any], calls: Sequence[Call], state0: Any = None
-) -> list[Tensor]:
-    """Replay a cell's calls ``cell(x_t, state)``, chaining states; return h_0..h_{T-1}.
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Replay a cell's calls ``cell(x_t, state)``, chaining states.
 
-    ``calls`` are the positional and keyword arguments of each call (the state argument is
-    replaced: position 1, or keyword ``hx``). The first output is detached and made a leaf that
-    requires grad, so all later states are in one graph with it.
+    Returns h_0..h_{T-1} and, when the cell returns a tuple ``(h, c, ...)``, c_0..c_{T-1}
+    (else an empty list). ``calls`` are the positional and keyword arguments of each call (the
+    state argument is replaced: position 1, or keyword ``hx``). The first output is detached and
+    made a leaf that requires grad, so all later states are in one graph with it.
 
     >>> lin = torch.nn.Linear(3, 3)
     >>> cell = lambda x, h: torch.tanh(lin(h) + x)
-    >>> hs = unroll_cell(cell, [((torch.randn(2, 3),), {})] * 4, torch.zeros(2, 3))
-    >>> len(hs), hs[0].is_leaf, hs[-1].requires_grad
-    (4, True, True)
+    >>> hs, cs = unroll_cell(cell, [((torch.randn(2, 3),), {})] * 4, torch.zeros(2, 3))
+    >>> len(hs), hs[0].is_leaf, hs[-1].requires_grad, cs
+    (4, True, True, [])
     """
-    states: list[Tensor] = []
+    hs: list[Tensor] = []
+    cs: list[Tensor] = []
     state = state0
     with torch.enable_grad():
         for t, (args, kwargs) in enumerate(calls):
@@ -266,6 +277,8 @@ def unroll_cell(
             h = first_tensor(out)
             if h is None:
                 raise GradientFlowError("unroll_cell: the cell returned no tensor state")
-            states.append(h)
+            hs.append(h)
+            if isinstance(out, tuple | list) and len(out) > 1 and isinstance(out[1], Tensor):
+                cs.append(out[1])
             state = out
-    return states
+    return hs, cs

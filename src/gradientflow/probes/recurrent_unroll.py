@@ -42,6 +42,7 @@ class Unrolled:
     ``states[k]`` is the list of the T hidden states of layer-direction ``k`` (order:
     layer 0 forward, layer 0 reverse, layer 1 forward, ...), **in processing order**: for a
     reverse direction, ``states[k][0]`` is the state after reading the last input.
+    ``cells[k]`` holds the LSTM cell states c_t the same way (empty lists for RNN and GRU).
     ``names[k]`` is ``"l0"``, ``"l0.reverse"``, ... ; ``h0`` are the initial-state leaves.
     """
 
@@ -49,6 +50,7 @@ class Unrolled:
     h_n: Tensor  # (L * D, B, H_out)
     c_n: Tensor | None  # (L * D, B, H) for LSTM
     states: list[list[Tensor]]
+    cells: list[list[Tensor]]
     names: list[str]
     h0: list[Tensor]
 
@@ -148,33 +150,38 @@ def unroll(
     h0, c0 = _initial(module, hx, x.shape[1], x)
     dirs = 2 if module.bidirectional else 1
     states: list[list[Tensor]] = []
+    cells: list[list[Tensor]] = []
     names: list[str] = []
-    h_last: list[Tensor] = []
-    c_last: list[Tensor] = []
     layer_in = x
     for layer in range(module.num_layers):
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
             step = _step_fn(kind, _weights(module, layer, "_reverse" if d else ""))
-            s: State = (h0[k], None if c0 is None else c0[k])
-            seq: list[Tensor] = []
-            order = range(x.shape[0] - 1, -1, -1) if d else range(x.shape[0])
-            for t in order:
-                s = step(layer_in[t], s)
-                seq.append(s[0])
-            if s[1] is not None:
-                c_last.append(s[1])
-            states.append(seq)
+            hs, cs = _run(step, layer_in, (h0[k], None if c0 is None else c0[k]), bool(d))
+            states.append(hs)
+            cells.append(cs)
             names.append(f"l{layer}" + (".reverse" if d else ""))
-            h_last.append(seq[-1])
-            outs.append(torch.stack(seq[::-1] if d else seq))
+            outs.append(torch.stack(hs[::-1] if d else hs))
         layer_in = torch.cat(outs, dim=-1) if dirs == 2 else outs[0]
     output = layer_in
     if module.batch_first and not unbatched:
         output = output.transpose(0, 1)
-    h_n, c_n = torch.stack(h_last), (torch.stack(c_last) if c_last else None)
+    h_n = torch.stack([hs[-1] for hs in states])
+    c_n = torch.stack([cs[-1] for cs in cells]) if c0 is not None else None
     if unbatched:
         output, h_n = output.squeeze(1), h_n.squeeze(1)
         c_n = None if c_n is None else c_n.squeeze(1)
-    return Unrolled(output, h_n, c_n, states, names, [h0] if c0 is None else [h0, c0])
+    return Unrolled(output, h_n, c_n, states, cells, names, [h0] if c0 is None else [h0, c0])
+
+
+def _run(step: Step, xs: Tensor, s: State, reverse: bool) -> tuple[list[Tensor], list[Tensor]]:
+    """One layer-direction over the sequence: its hidden states and (LSTM) cell states."""
+    hs: list[Tensor] = []
+    cs: list[Tensor] = []
+    for t in range(xs.shape[0] - 1, -1, -1) if reverse else range(xs.shape[0]):
+        s = step(xs[t], s)
+        hs.append(s[0])
+        if s[1] is not None:
+            cs.append(s[1])
+    return hs, cs

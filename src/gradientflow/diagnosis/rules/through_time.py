@@ -62,6 +62,7 @@ def _evidence(s: HorizonStats) -> dict[str, object]:
         "kind": s.kind,
         "step": s.step,
         "n_samples": s.n_samples,
+        "sublayer": s.layer,
     }
 
 
@@ -109,15 +110,35 @@ def _exploding(s: HorizonStats) -> Finding:
 
 
 def rule(trace: Trace) -> list[Finding]:
-    """Findings for every recurrent layer recorded in ``trace.extras`` (none if none)."""
-    findings = []
+    """Findings for every recurrent module recorded in ``trace.extras`` (none if none).
+
+    A stacked or bidirectional module gets one finding of each kind at most, about its worst
+    layer-direction; ``evidence["horizons"]`` lists all of them.
+    """
+    by_module: dict[str, list[HorizonStats]] = {}
     for layer in bptt_layers(trace.extras):
         s = horizon_stats(trace.extras, layer)
-        if s.seq_len < MIN_SEQ_LEN:
-            continue
-        rho = s.decay_factor
-        if s.nonfinite or (rho > 1 and s.first_over_last > EXPLODE_RATIO):
-            findings.append(_exploding(s))
-        elif not s.censored and (math.isnan(rho) or rho < 1):
-            findings.append(_vanishing(s))
+        if s.seq_len >= MIN_SEQ_LEN:
+            by_module.setdefault(_layer(s), []).append(s)
+    findings = []
+    for stats in by_module.values():
+        exploding = [s for s in stats if _explodes(s)]
+        vanishing = [s for s in stats if not _explodes(s) and _vanishes(s)]
+        found = []
+        if exploding:
+            found.append(_exploding(max(exploding, key=lambda s: s.first_over_last)))
+        if vanishing:
+            found.append(_vanishing(min(vanishing, key=lambda s: s.horizon)))
+        for f in found if len(stats) > 1 else []:
+            f.evidence["horizons"] = {s.layer: s.horizon for s in stats}
+        findings += found
     return findings
+
+
+def _explodes(s: HorizonStats) -> bool:
+    return s.nonfinite or (s.decay_factor > 1 and s.first_over_last > EXPLODE_RATIO)
+
+
+def _vanishes(s: HorizonStats) -> bool:
+    rho = s.decay_factor
+    return not s.censored and (math.isnan(rho) or rho < 1)
