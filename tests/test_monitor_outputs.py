@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -47,3 +48,33 @@ def test_report_and_summary(tmp_path: Path) -> None:
     table = mon.summary().splitlines()
     assert table[0].split()[:3] == ["depth", "layer", "kind"]
     assert [row.split()[1] for row in table[1:]] == ["0", "2"]
+
+
+class _Seq(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+@pytest.mark.parametrize("through_time", [True, False])
+def test_recurrent_layers_get_a_through_time_probe(through_time: bool) -> None:
+    torch.manual_seed(0)
+    model = _Seq()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with gradientflow.watch(model, opt, through_time=through_time) as mon:
+        for _ in range(6):
+            opt.zero_grad()
+            model(torch.randn(4, 12, 3)).pow(2).mean().backward()
+            opt.step()
+    extras = mon.trace.extras
+    if not through_time:
+        assert not extras
+        return
+    dl_dh = extras["bptt/lstm/dl_dh"]
+    assert dl_dh.shape[1] == 12  # one value per time step
+    assert np.isfinite(dl_dh).all() and (dl_dh > 0).all()

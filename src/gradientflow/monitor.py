@@ -78,6 +78,7 @@ class Monitor:
         warn: bool = False,
         probes: tuple[Probe, ...] | list[Probe] = (),
         tensorboard: str | os.PathLike[str] | None = None,
+        through_time: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise GradientFlowError(f"watch(): `model` must be an nn.Module, got {type(model)!r}")
@@ -102,6 +103,8 @@ class Monitor:
         self.flush_every = flush_every
         self.warn = warn
         self.probes = list(probes)
+        if through_time:
+            self.probes += _recurrent_probes(model, self.probes)
         self.step_count = 0
         self._candidates = candidate_modules(model)
         self._check_optimizer()
@@ -467,6 +470,14 @@ class Monitor:
                 warnings.warn(f"gradientflow: {finding.message}", GradientFlowWarning, stacklevel=4)
 
 
+def _recurrent_probes(model: nn.Module, given: list[Probe]) -> list[Probe]:
+    """A gradient-through-time probe for each recurrent module not already probed."""
+    from gradientflow.probes.recurrent import RecurrentProbe, recurrent_probes
+
+    covered = {id(p.module) for p in given if isinstance(p, RecurrentProbe)}
+    return [p for p in recurrent_probes(model) if id(p.module) not in covered]
+
+
 def _to_host(
     records: list[dict[str, Any]], n_layers: int, device: torch.device
 ) -> dict[str, np.ndarray]:
@@ -511,6 +522,7 @@ def watch(
     warn: bool = False,
     probes: tuple[Probe, ...] | list[Probe] = (),
     tensorboard: str | os.PathLike[str] | None = None,
+    through_time: bool = True,
 ) -> Monitor:
     """Watch ``model``'s gradient flow; returns a :class:`Monitor` (use it with ``with``).
 
@@ -521,7 +533,10 @@ def watch(
     10th step; ``Schedule.everything()`` for all of it every step); ``scaler`` (a
     ``torch.amp.GradScaler``) lets skipped steps be recorded; ``warn=True`` raises a Python
     warning, once per kind, as soon as a critical finding appears; ``tensorboard`` writes
-    per-layer scalars and the findings to a TensorBoard log folder as it goes.
+    per-layer scalars and the findings to a TensorBoard log folder as it goes. Every
+    ``nn.RNN``/``nn.LSTM``/``nn.GRU`` gets a gradient-through-time probe by itself
+    (``through_time=False`` turns that off; pass your own ``RecurrentProbe`` in ``probes`` to
+    configure it, or to follow a cell stepped in a Python loop).
 
     >>> import torch, gradientflow
     >>> model = torch.nn.Linear(3, 1)
@@ -544,4 +559,5 @@ def watch(
         warn=warn,
         probes=probes,
         tensorboard=tensorboard,
+        through_time=through_time,
     )

@@ -166,8 +166,8 @@ def run_recipe(
 
     Stops early when the batches run out or when the loss has been NaN/Inf for
     ``STOP_AFTER_NONFINITE`` steps in a row (both noted in ``recipe["notes"]``). A progress bar
-    goes to stderr when ``progress`` is true. ``probes`` are extra monitor probes; by default
-    every recurrent module of the model gets one (gradients through time).
+    goes to stderr when ``progress`` is true. ``probes`` are extra monitor probes (the monitor
+    adds a gradient-through-time probe for every recurrent module by itself).
     """
     from tqdm import tqdm
 
@@ -177,11 +177,7 @@ def run_recipe(
         raise GradientFlowError(f"run_recipe: steps must be >= 1, got {steps}")
     model, opt = recipe["model"], recipe["optimizer"]
     model.train()
-    if probes is None:
-        from gradientflow.probes.recurrent import recurrent_probes
-
-        probes = recurrent_probes(model)
-    mon = watch(model, opt, log_dir=log_dir, schedule=schedule, probes=list(probes))
+    mon = watch(model, opt, log_dir=log_dir, schedule=schedule, probes=list(probes or ()))
     notes: list[str] = recipe.setdefault("notes", [])
     n_before = len(notes)
     bar = tqdm(

@@ -22,16 +22,8 @@ __all__ = ["Diagnosis", "Finding", "diagnose"]
 RuleLike = str | Callable[[Trace], list[Finding]]
 
 
-def _load(name: str) -> Callable[[Trace], list[Finding]] | None:
-    module_name = f"gradientflow.diagnosis.rules.{name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # `through_time` (recurrent nets) is written in a separate piece of work; until its
-        # file exists it is skipped. Any other missing rule is a real error.
-        if name == "through_time" and exc.name == module_name:
-            return None
-        raise
+def _load(name: str) -> Callable[[Trace], list[Finding]]:
+    module = importlib.import_module(f"gradientflow.diagnosis.rules.{name}")
     rule: Callable[[Trace], list[Finding]] = module.rule
     return rule
 
@@ -58,8 +50,6 @@ def diagnose(trace: Trace, *, rules: Sequence[RuleLike] | None = None) -> Diagno
                     f"diagnose(): no rule named {item!r}; known: {list(RULE_MODULES)}"
                 )
             fn = _load(item)
-            if fn is None:
-                continue
             label = item
         elif callable(item):
             fn, label = item, getattr(item, "__module__", "custom").rsplit(".", 1)[-1]
