@@ -1,0 +1,92 @@
+"""The record every lab experiment returns, and how it is written to JSON.
+
+>>> r = ExperimentResult(
+...     name="demo", claim="c", source="s", setup={"depth": 3}, measured={"ratio": 0.5},
+...     criterion="ratio < 1", passed=True)
+>>> ExperimentResult.from_dict(r.to_dict()).passed
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ExperimentResult:
+    """One experiment's outcome: what it claims, what was run, what was measured, the verdict.
+
+    ``measured`` holds plain numbers (or lists/dicts of them); ``paper`` the literature's
+    figures to print beside ours; ``figures`` paths of PNG/SVG files the experiment saved.
+    ``checks`` lists each part of the criterion with its own verdict.
+    """
+
+    name: str
+    claim: str
+    source: str
+    setup: dict[str, Any]
+    measured: dict[str, Any]
+    criterion: str
+    passed: bool
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    paper: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    quick: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (numpy scalars and arrays become floats and lists)."""
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentResult:
+        return cls(**d)
+
+
+def check(checks: list[dict[str, Any]], text: str, ok: bool | np.bool_) -> bool:
+    """Append one named sub-criterion to ``checks`` and return its verdict.
+
+    >>> cs: list[dict[str, Any]] = []
+    >>> check(cs, "1 < 2", 1 < 2), cs
+    (True, [{'check': '1 < 2', 'passed': True}])
+    """
+    checks.append({"check": text, "passed": bool(ok)})
+    return bool(ok)
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert numpy types, tuples, Paths and non-finite floats to JSON-safe values.
+
+    >>> jsonable({"a": np.float32(0.5), "b": (1, float("nan"))})
+    {'a': 0.5, 'b': [1, None]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def sig(x: float, digits: int = 3) -> float:
+    """Round to ``digits`` significant figures (for readable records).
+
+    >>> sig(0.000123456), sig(98765.4)
+    (0.000123, 98800.0)
+    """
+    if x == 0 or not math.isfinite(x):
+        return float(x)
+    return float(f"{x:.{digits}g}")

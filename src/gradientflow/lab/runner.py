@@ -1,0 +1,148 @@
+"""Run lab experiments in parallel processes and write results.json, summary.md, report.html.
+
+Each experiment runs in its own worker process (spawn context, one torch thread each), so
+``--jobs 2`` uses two cores. An experiment that raises is recorded as failed with its error;
+the lab never stops half-way.
+
+>>> results = run_lab(["mean-field"], quick=True, out_dir=None, jobs=1, progress=False)
+>>> [r.passed for r in results]
+[True]
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from gradientflow.errors import GradientFlowError
+from gradientflow.lab import experiments
+from gradientflow.lab.record import ExperimentResult
+from gradientflow.lab.reporting import write_html, write_summary
+
+
+def run_one(name: str, quick: bool, out_dir: str | None) -> dict[str, object]:
+    """Run one experiment in this process (one torch thread); a failure becomes a record."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    try:
+        result = experiments.load(name)(quick=quick, out_dir=Path(out_dir) if out_dir else None)
+    except Exception as exc:  # a crashing experiment is a failed criterion, not a lab crash
+        result = ExperimentResult(
+            name=name,
+            claim=experiments.describe_safe(name),
+            source="",
+            setup={},
+            measured={},
+            criterion="experiment runs to completion",
+            passed=False,
+            quick=quick,
+            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}",
+        )
+    result.seconds = round(time.perf_counter() - start, 2)
+    return result.to_dict()
+
+
+def run_lab(
+    names: list[str] | None = None,
+    *,
+    quick: bool = False,
+    out_dir: str | Path | None = "lab-results",
+    jobs: int = 2,
+    progress: bool = True,
+) -> list[ExperimentResult]:
+    """Run the named experiments (all if None) with ``jobs`` worker processes.
+
+    Writes ``results.json``, ``summary.md`` and ``report.html`` (with figures) to ``out_dir``
+    unless it is None. Results come back in registry order.
+    """
+    chosen = list(names) if names else experiments.names()
+    for name in chosen:
+        experiments.load(name)  # unknown name -> GradientFlowError before any work starts
+    if jobs < 1:
+        raise GradientFlowError(f"lab: --jobs must be >= 1, got {jobs}")
+    out = str(Path(out_dir)) if out_dir is not None else None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, object]] = {}
+    bar = _progress(len(chosen), progress)
+    start = time.perf_counter()
+    if jobs == 1:
+        for name in chosen:
+            records[name] = run_one(name, quick, out)
+            _tick(bar, name, records[name])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(chosen)), mp_context=ctx) as pool:
+            futures: dict[Future[dict[str, object]], str] = {
+                pool.submit(run_one, name, quick, out): name for name in _longest_first(chosen)
+            }
+            for fut in as_completed(futures):
+                records[futures[fut]] = fut.result()
+                _tick(bar, futures[fut], records[futures[fut]])
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - start
+    results = [ExperimentResult.from_dict(records[n]) for n in chosen]
+    if out is not None:
+        write_outputs(results, Path(out), quick=quick, wall_seconds=wall, jobs=jobs)
+    return results
+
+
+def write_outputs(
+    results: list[ExperimentResult], out: Path, *, quick: bool, wall_seconds: float, jobs: int
+) -> None:
+    """results.json, summary.md and report.html in ``out``."""
+    meta = {
+        "quick": quick,
+        "wall_seconds": round(wall_seconds, 1),
+        "jobs": jobs,
+        "passed": all(r.passed for r in results),
+        "n": len(results),
+    }
+    payload = {"meta": meta, "results": [r.to_dict() for r in results]}
+    (out / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    write_summary(results, out / "summary.md", meta)
+    write_html(results, out / "report.html", meta)
+
+
+# Rough quick-mode cost order, so the long experiments start first and the pool stays busy.
+_COST = [
+    "lstm-vs-rnn",
+    "residual",
+    "mnist1d-baselines",
+    "depth-sigmoid",
+    "batchnorm",
+    "pretraining",
+    "dying-relu",
+    "hardware",
+    "glorot-init",
+    "selu-fixed-point",
+    "mean-field",
+]
+
+
+def _longest_first(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda n: _COST.index(n) if n in _COST else -1)
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="lab", unit="exp")
+
+
+def _tick(bar: Any, name: str, record: dict[str, object]) -> None:
+    if bar is None:
+        return
+    mark = "pass" if record.get("passed") else "FAIL"
+    bar.set_postfix_str(f"{name}: {mark} ({record.get('seconds')} s)")
+    bar.update(1)
