@@ -33,7 +33,13 @@ from torch import nn
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.probes.activations import ActivationProbe, sequential_activations
-from gradientflow.probes.gradients import ParamIndex, grad_norms, nonfinite_counts, weight_stats
+from gradientflow.probes.gradients import (
+    ParamIndex,
+    Scratch,
+    grad_norms,
+    nonfinite_counts,
+    weight_stats,
+)
 from gradientflow.probes.layers import (
     Layer,
     build_layers,
@@ -124,6 +130,7 @@ class Monitor:
         self._order: list[int] = []
         self._index: ParamIndex | None = None
         self._meter: UpdateMeter | None = None
+        self._scratch = Scratch()
         self._records: list[dict[str, Any]] = []
         self._chunks: list[dict[str, np.ndarray]] = []
         self._current: dict[str, Any] | None = None
@@ -203,6 +210,9 @@ class Monitor:
             self.scaler.__dict__.pop("step", None)
         self._acts.collecting = False
         self._acts.reset()
+        self._scratch = Scratch()  # give the work space back
+        if self._meter is not None and self._manual_pending is None:
+            self._meter.release()
 
     def __enter__(self) -> Monitor:
         return self if self._attached else self.attach()
@@ -347,8 +357,10 @@ class Monitor:
         }
         self._pending_loss = None
         if full:
-            rec["nonfinite"] = nonfinite_counts(index)
-            rec["weight_norm"], rec["zero_frac"] = weight_stats(index, self.zero_threshold)
+            rec["nonfinite"] = nonfinite_counts(index, self._scratch)
+            rec["weight_norm"], rec["zero_frac"] = weight_stats(
+                index, self.zero_threshold, self._scratch
+            )
             rec.update(self._acts.collect(self._order, index.device))
             if self.optimizer is not None:
                 self._meter.before_step()

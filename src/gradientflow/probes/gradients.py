@@ -77,35 +77,65 @@ def grad_norms(index: ParamIndex) -> tuple[torch.Tensor, torch.Tensor]:
     return per_layer, sq.sum().sqrt()
 
 
-def nonfinite_counts(index: ParamIndex) -> torch.Tensor:
+class Scratch:
+    """Work space as large as the largest tensor, per device and dtype, reused across calls.
+
+    Element-wise temporaries (``|w|``, ``g * 0``) are written here instead of into fresh
+    tensors: a fresh allocation of a large CPU tensor costs page faults worth ten times the
+    arithmetic. Parameters are processed one after another on one stream, so reuse is safe.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._flags: dict[torch.device, torch.Tensor] = {}
+
+    def like(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A value buffer and a bool buffer shaped like ``t``."""
+        n = t.numel()
+        values = self._values.get((t.device, t.dtype))
+        if values is None or values.numel() < n:
+            values = self._values[(t.device, t.dtype)] = torch.empty(
+                n, dtype=t.dtype, device=t.device
+            )
+        flags = self._flags.get(t.device)
+        if flags is None or flags.numel() < n:
+            flags = self._flags[t.device] = torch.empty(n, dtype=torch.bool, device=t.device)
+        return values[:n].view(t.shape), flags[:n].view(t.shape)
+
+
+def nonfinite_counts(index: ParamIndex, scratch: Scratch) -> torch.Tensor:
     """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient).
 
-    ``g * 0`` is 0 where g is finite and NaN where it is not; its L0 "norm" counts the NaNs.
+    ``g * 0`` is 0 where g is finite and NaN where it is not, and NaN is the one value that
+    differs from itself.
     """
     grads, idx, mask = index.with_grad()
     if not grads:
         return index.nan_layers()
-    zeroed = torch._foreach_mul(_dense(grads), 0.0)
-    counts = torch.stack(torch._foreach_norm(zeroed, 0)).to(torch.float64)
-    return torch.where(mask, index.per_layer(counts, idx), index.nan_layers())
+    counts = []
+    for g in _dense(grads):
+        values, flags = scratch.like(g)
+        torch.mul(g, 0.0, out=values)
+        torch.ne(values, values, out=flags)
+        counts.append(flags.sum())
+    per_layer = index.per_layer(torch.stack(counts).to(torch.float64), idx)
+    return torch.where(mask, per_layer, index.nan_layers())
 
 
-def weight_stats(index: ParamIndex, zero_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_stats(
+    index: ParamIndex, zero_threshold: float, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer weight norm and fraction of entries with ``|w| < zero_threshold``."""
     params = [p.detach() for p in index.params]
     norms = index.per_layer(foreach_norm(params).square(), index.owner_idx).sqrt()
-    # max(|w| - thr, 0) is non-zero exactly for the entries that are not small
-    over = torch._foreach_abs(params)
-    torch._foreach_sub_(over, zero_threshold)
-    torch._foreach_clamp_min_(over, 0.0)
-    large = torch.stack(torch._foreach_norm(over, 0)).to(torch.float64)
-    small = index.per_layer(large, index.owner_idx).neg_().add_(index.numel)
-    return norms, small / index.numel
-
-
-def snapshot(index: ParamIndex) -> list[torch.Tensor]:
-    """A copy of the parameters (used to measure an update when it cannot be derived)."""
-    return [p.detach().clone() for p in index.params]
+    small = []
+    for p in params:
+        values, flags = scratch.like(p)
+        torch.abs(p, out=values)
+        torch.lt(values, zero_threshold, out=flags)
+        small.append(flags.sum())
+    n_small = index.per_layer(torch.stack(small).to(torch.float64), index.owner_idx)
+    return norms, n_small / index.numel
 
 
 def update_norms_from(index: ParamIndex, before: list[torch.Tensor]) -> torch.Tensor:

@@ -5,7 +5,8 @@
   there is no weight decay), so ``||dw|| = lr * ||d||`` is read off the optimizer's state after
   the step: no copy of the weights.
 * Any other optimizer: the parameters are copied before the step and subtracted after it, on
-  full steps only (a full step comes every ``Schedule.full_every`` steps).
+  full steps only (a full step comes every ``Schedule.full_every`` steps). For models up to
+  :data:`KEEP_COPY_BYTES` the copy's memory is kept and refilled in place.
 * Without an optimizer (``monitor.step()`` called by hand), the copy is taken at a full step and
   compared at the next call, which measures the update made in between.
 """
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 import torch
 
-from gradientflow.probes.gradients import ParamIndex, foreach_norm, snapshot, update_norms_from
+from gradientflow.probes.gradients import ParamIndex, foreach_norm, update_norms_from
+
+#: Up to this many bytes of parameters, the copy used to measure an update is kept between full
+#: steps and refilled in place (no page faults); above it, it is allocated each time and freed.
+KEEP_COPY_BYTES = 512 * 2**20
 
 
 def derivable_from_state(optimizer: torch.optim.Optimizer | None) -> bool:
@@ -38,6 +43,8 @@ class UpdateMeter:
         self.derived = derivable_from_state(optimizer)
         self.method = "derived from the SGD momentum buffer" if self.derived else "weight copy"
         self._before: list[torch.Tensor] | None = None
+        self._kept: list[torch.Tensor] | None = None
+        self._keep = sum(p.numel() * p.element_size() for p in index.params) <= KEEP_COPY_BYTES
         self._had_grad: list[bool] = []
         self._lr: dict[int, float] = {}
 
@@ -50,7 +57,17 @@ class UpdateMeter:
                 id(p): group["lr"] for group in self.optimizer.param_groups for p in group["params"]
             }
         else:
-            self._before = snapshot(self.index)
+            self._before = self._copy()
+
+    def _copy(self) -> list[torch.Tensor]:
+        params = [p.detach() for p in self.index.params]
+        if self._kept is not None:
+            torch._foreach_copy_(self._kept, params)
+            return self._kept
+        copy = [p.clone() for p in params]
+        if self._keep:
+            self._kept = copy
+        return copy
 
     def pending(self) -> bool:
         return self._before is not None
@@ -81,6 +98,10 @@ class UpdateMeter:
         norms = foreach_norm(vecs) * scale
         idx = torch.tensor(owners, dtype=torch.long).to(self.index.device)
         return out.index_add_(0, idx, norms.square()).sqrt()
+
+    def release(self) -> None:
+        """Free the kept copy (at detach)."""
+        self._kept = None
 
     def skipped(self) -> torch.Tensor:
         """The step did not happen (GradScaler found inf): nothing moved."""
