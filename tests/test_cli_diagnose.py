@@ -58,6 +58,8 @@ def test_demo_text_out_dir_fail_on_and_show(
     assert "CRITICAL vanishing" in text and "each layer multiplies" in text
     assert "depth  layer  kind" in text and "\033[" not in text
     assert (out / "meta.json").is_file() and (out / "diagnosis.json").is_file()
+    report = (out / "report.html").read_text()
+    assert "vanish" in report and "swap_activation:relu" in report  # verdict + prescriptions
 
     assert main(["show", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -155,13 +155,35 @@ def run(args: argparse.Namespace) -> int:
     # --- REMEDIES-HELPER section: prescriptions and --trial ---
     _PRESCRIBE_FOR["model"] = recipe["model"]
     status = emit(diagnosis, trace, args, header=_header(source, mon.step_count, score, trace))
+    table = None
     if getattr(args, "trial", False):
         from gradientflow.remedies.cli import run_trial_cli
 
         steps = args.trial_steps or (440 if args.recipe is None else args.steps)
-        run_trial_cli(lambda: _load(args.recipe, steps)[0], diagnosis, args)
+        table = run_trial_cli(lambda: _load(args.recipe, steps)[0], diagnosis, args)
     # --- end of REMEDIES-HELPER section ---
+    if out_dir is not None:
+        _write_report(out_dir, trace, diagnosis, recipe["model"], table, source)
     return status
+
+
+def _write_report(
+    out_dir: Path, trace: Any, diagnosis: Any, model: Any, table: Any, source: str
+) -> None:
+    """The HTML report beside the saved trace: verdict, prescriptions, trial, plots, table."""
+    from gradientflow.remedies import prescribe
+    from gradientflow.report.html import write_html
+
+    what = "the demo, a 20-layer sigmoid MLP" if source == "demo" else source
+    path = write_html(
+        trace,
+        out_dir / "report.html",
+        diagnosis,
+        prescriptions=prescribe(diagnosis, model),
+        trial=table,
+        title=f"gradientflow report: {what}",
+    )
+    print(f"gradientflow: wrote {out_dir} (trace, diagnosis.json) and {path}", file=sys.stderr)
 
 
 def _header(source: str, steps: int, score: float | None, trace: Any) -> str:
@@ -178,10 +200,10 @@ def _header(source: str, steps: int, score: float | None, trace: Any) -> str:
 
 def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
     """The JSON document: the diagnosis plus the per-layer summary."""
-    from gradientflow.diagnosis.findings import _json_number
+    from gradientflow.diagnosis.findings import json_safe
 
     doc: dict[str, Any] = diagnosis.to_dict()
-    doc["layers"] = _json_number(trace.summary_rows())
+    doc["layers"] = json_safe(trace.summary_rows())
     return doc
 
 

@@ -27,12 +27,17 @@ def severity_rank(severity: str) -> int:
     return _RANK[severity]
 
 
-def _json_number(x: Any) -> Any:
-    """Evidence values made JSON-safe: non-finite floats become strings ("inf", "nan")."""
+def json_safe(x: Any) -> Any:
+    """Values made strict-JSON-safe: numpy/torch scalars become Python numbers, non-finite
+    floats become strings ("inf", "nan").
+
+    >>> json_safe({"ratio": float("inf"), "xs": (1.0, float("nan"))})
+    {'ratio': 'inf', 'xs': [1.0, 'nan']}
+    """
     if isinstance(x, dict):
-        return {str(k): _json_number(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_json_number(v) for v in x]
+        return [json_safe(v) for v in x]
     if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
@@ -56,7 +61,7 @@ class Finding:
             "kind": self.kind,
             "severity": self.severity,
             "layers": list(self.layers),
-            "evidence": _json_number(self.evidence),
+            "evidence": json_safe(self.evidence),
             "message": self.message,
             "remedies": list(self.remedies),
         }
@@ -93,5 +98,5 @@ class Diagnosis:
             "healthy": self.healthy,
             "worst": self.worst,
             "findings": [f.to_dict() for f in self.findings],
-            "meta": _json_number(self.meta),
+            "meta": json_safe(self.meta),
         }

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gradientflow.diagnosis.findings import json_safe
+
 _SORT_KEYS = ("metric", "final_loss", "best_loss", "grad_ratio", "wall_s", "name")
 
 
@@ -53,18 +55,7 @@ class TrialRow:
     per_seed: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(_json_safe(asdict(self)))
-
-
-def _json_safe(x: Any) -> Any:
-    """Non-finite floats become "nan"/"inf" strings, so the JSON is strict."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
+        return dict(json_safe(asdict(self)))
 
 
 class TrialTable:
@@ -120,7 +111,7 @@ class TrialTable:
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric_name,
-            "meta": _json_safe(self.meta),
+            "meta": json_safe(self.meta),
             "rows": [r.to_dict() for r in self.rows],
         }
 
