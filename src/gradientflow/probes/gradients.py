@@ -87,55 +87,48 @@ class Scratch:
 
     def __init__(self) -> None:
         self._values: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-        self._flags: dict[torch.device, torch.Tensor] = {}
 
-    def like(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A value buffer and a bool buffer shaped like ``t``."""
+    def like(self, t: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like ``t``, of its dtype and device."""
         n = t.numel()
         values = self._values.get((t.device, t.dtype))
         if values is None or values.numel() < n:
             values = self._values[(t.device, t.dtype)] = torch.empty(
                 n, dtype=t.dtype, device=t.device
             )
-        flags = self._flags.get(t.device)
-        if flags is None or flags.numel() < n:
-            flags = self._flags[t.device] = torch.empty(n, dtype=torch.bool, device=t.device)
-        return values[:n].view(t.shape), flags[:n].view(t.shape)
+        return values[:n].view(t.shape)
 
 
 def nonfinite_counts(index: ParamIndex, scratch: Scratch) -> torch.Tensor:
     """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient).
 
-    ``g * 0`` is 0 where g is finite and NaN where it is not, and NaN is the one value that
-    differs from itself.
+    ``g * 0`` is 0 where g is finite and NaN where it is not; NaN is then set to 1 and summed
+    (in float64, exact to 2**53 entries). No temporary is allocated: see :class:`Scratch`.
     """
     grads, idx, mask = index.with_grad()
     if not grads:
         return index.nan_layers()
     counts = []
     for g in _dense(grads):
-        values, flags = scratch.like(g)
-        torch.mul(g, 0.0, out=values)
-        torch.ne(values, values, out=flags)
-        counts.append(flags.sum())
-    per_layer = index.per_layer(torch.stack(counts).to(torch.float64), idx)
+        flags = torch.mul(g, 0.0, out=scratch.like(g)).nan_to_num_(nan=1.0)
+        counts.append(flags.sum(dtype=torch.float64))
+    per_layer = index.per_layer(torch.stack(counts), idx)
     return torch.where(mask, per_layer, index.nan_layers())
 
 
 def weight_stats(
     index: ParamIndex, zero_threshold: float, scratch: Scratch
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer weight norm and fraction of entries with ``|w| < zero_threshold``."""
+    """Per-layer weight norm and fraction of entries with ``|w| <= zero_threshold``."""
     params = [p.detach() for p in index.params]
     norms = index.per_layer(foreach_norm(params).square(), index.owner_idx).sqrt()
-    small = []
+    large = []
     for p in params:
-        values, flags = scratch.like(p)
-        torch.abs(p, out=values)
-        torch.lt(values, zero_threshold, out=flags)
-        small.append(flags.sum())
-    n_small = index.per_layer(torch.stack(small).to(torch.float64), index.owner_idx)
-    return norms, n_small / index.numel
+        magnitude = torch.abs(p, out=scratch.like(p))
+        torch.threshold_(magnitude, zero_threshold, 0.0)  # keeps only |w| > threshold ...
+        large.append(magnitude.sign_().sum(dtype=torch.float64))  # ... and counts them
+    n_large = index.per_layer(torch.stack(large), index.owner_idx)
+    return norms, 1.0 - n_large / index.numel
 
 
 def update_norms_from(index: ParamIndex, before: list[torch.Tensor]) -> torch.Tensor:
