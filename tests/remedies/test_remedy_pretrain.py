@@ -39,3 +39,17 @@ def test_errors() -> None:
         layerwise_pretrain(conv, [torch.randn(2, 1, 6)])
     with pytest.raises(GradientFlowError, match=r"`batches` is empty"):
         layerwise_pretrain(mlp(depth=3), [])
+
+
+def test_seeded_runs_repeat_and_steps_cycle_the_batches() -> None:
+    """The lab pretrains with several epochs' batches and ``steps_per_layer`` = their number:
+    under the same seed the result must repeat exactly (the decoders are drawn from torch's RNG)."""
+    model = mlp(depth=4, width=8, n_in=6, n_out=2)
+    batches = [torch.randn(16, 6, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        runs.append(layerwise_pretrain(model, batches, steps_per_layer=7, lr=0.05))
+    a, b = runs
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert a.pretrain_mse == b.pretrain_mse and len(a.pretrain_mse) == 3

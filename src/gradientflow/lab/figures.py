@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +42,26 @@ def save_figure(
     finally:
         plt.close(fig)
     return [str(path)]
+
+
+def plot_loss_curves(
+    ax: Any,
+    curves: Mapping[str, Sequence[float]],
+    *,
+    window: int,
+    title: str,
+    xlabel: str = "step",
+) -> None:
+    """One line per run: its training losses as a ``window``-step moving average.
+
+    >>> save_figure(None, "x", lambda ax: plot_loss_curves(ax, {"a": [1.0]}, window=1, title=""))
+    []
+    """
+    import numpy as np
+
+    for label, losses in curves.items():
+        ax.plot(np.convolve(losses, np.ones(window) / window, mode="valid"), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training loss (moving average)")
+    ax.set_title(title)
+    ax.legend()

@@ -23,18 +23,11 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.remedies._modules import ACTIVATIONS
+from gradientflow.remedies.reinit import INITIALISERS
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "prelu": nn.PReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "identity": nn.Identity,
-}
+#: The library's activation names (``gradientflow.remedies``), plus "identity" (a linear net).
+_ACTIVATIONS: dict[str, type[nn.Module]] = {**ACTIVATIONS, "identity": nn.Identity}
 
 Init = str | float
 
@@ -63,21 +56,13 @@ def init_linear(layer: nn.Linear | nn.Conv1d, init: Init, bias: float | None = N
     """
     w = layer.weight
     fan_in = w[0].numel()
-    fan_out = w.shape[0] * (w[0].numel() // w.shape[1])
     if isinstance(init, int | float) and not isinstance(init, bool):
         nn.init.normal_(w, 0.0, math.sqrt(float(init) / fan_in))
     elif init == "default":
         bound = 1.0 / math.sqrt(fan_in)
         nn.init.uniform_(w, -bound, bound)
-    elif init == "he":
-        nn.init.normal_(w, 0.0, math.sqrt(2.0 / fan_in))
-    elif init == "lecun":
-        nn.init.normal_(w, 0.0, math.sqrt(1.0 / fan_in))
-    elif init == "xavier":
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        nn.init.uniform_(w, -bound, bound)
-    elif init == "orthogonal":
-        nn.init.orthogonal_(w)
+    elif init in INITIALISERS:  # he, lecun, xavier, orthogonal: the library's reinit schemes
+        INITIALISERS[init](w)
     else:
         raise GradientFlowError(
             f"lab model: unknown init {init!r}; use default, he, lecun, xavier, orthogonal or σ_w²"

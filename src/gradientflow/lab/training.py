@@ -14,8 +14,9 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,39 +71,35 @@ def fit(
 ) -> FitResult:
     """Train ``model`` with cross-entropy on ``data``; NaN losses are kept, never raised.
 
-    With ``watch=True`` the run is recorded by :func:`gradientflow.watch` (with ``schedule``,
-    default ``Schedule()``) and the Trace is returned in ``FitResult.trace``.
-    ``on_step(step, model)`` runs after each step.
+    With ``watch=True`` the run is the library's own loop, :func:`gradientflow.recipe.run_recipe`
+    (recorded by :func:`gradientflow.watch` with ``schedule``, default ``Schedule()``; it stops
+    after ``STOP_AFTER_NONFINITE`` NaN/Inf losses in a row), and the Trace is returned in
+    ``FitResult.trace``. ``on_step(step, model)`` runs after each step.
     """
     opt = make_optimizer(model, optimizer, lr, momentum)
     loss_fn = nn.CrossEntropyLoss()
+    stream = batches(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, seed=seed)
+    n_steps = epochs * math.ceil(len(data.x_train) / batch_size)
+    if max_steps is not None:
+        n_steps = min(n_steps, max_steps)
     losses: list[float] = []
+
+    def record(step: int, value: float) -> None:
+        losses.append(value)
+        if on_step is not None:
+            on_step(step, model)
+
     mon = None
     if watch:
-        import gradientflow
+        from gradientflow.recipe import run_recipe
         from gradientflow.schedule import Schedule
 
-        mon = gradientflow.watch(model, opt, schedule=schedule or Schedule())
-        mon.attach()
-    try:
-        stream = batches(
-            data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, seed=seed
+        recipe = {"model": model, "optimizer": opt, "batches": stream, "loss_fn": loss_fn}
+        mon = run_recipe(
+            recipe, n_steps, progress=False, schedule=schedule or Schedule(), on_step=record
         )
-        for step, (xb, yb) in enumerate(stream):
-            if max_steps is not None and step >= max_steps:
-                break
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            if mon is not None:
-                mon.log(loss=loss)
-            opt.step()
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, model)
-    finally:
-        if mon is not None:
-            mon.detach()
+    else:
+        _train_plain(model, opt, itertools.islice(stream, n_steps), loss_fn, record)
     return FitResult(
         losses=losses,
         train_loss=full_loss(model, data.x_train, data.y_train),
@@ -110,6 +107,32 @@ def fit(
         train_acc=accuracy(model, data.x_train, data.y_train),
         trace=mon.trace if mon is not None else None,
     )
+
+
+def _train_plain(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    stream: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: LossFn,
+    record: Callable[[int, float], None],
+) -> None:
+    """The unwatched loop (the same steps as ``run_recipe``'s, without a monitor)."""
+    for step, (xb, yb) in enumerate(stream):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        record(step, float(loss.detach()))
+
+
+def step0_ratio(trace: Any) -> float:
+    """‖grad first layer‖ / ‖grad last layer‖ at the first recorded step of a watched run.
+
+    The library's :func:`gradientflow.remedies.training.grad_ratios`, which ``trial()`` reports.
+    """
+    from gradientflow.remedies.training import grad_ratios
+
+    return float(grad_ratios(trace)[0])
 
 
 def finding_kinds(trace: Any) -> list[str]:

@@ -30,7 +30,7 @@ from torch import nn
 from gradientflow.lab import datasets, models
 from gradientflow.lab.figures import save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
-from gradientflow.lab.training import fit
+from gradientflow.lab.training import fit, step0_ratio
 
 CLAIM = (
     "Batch normalization keeps each sigmoid's input distribution fixed during training, so "
@@ -87,8 +87,7 @@ def _deep_ratio(batchnorm: bool) -> float:
     net = models.mlp(64, 10, width=64, depth=20, activation="sigmoid", seed=0)
     if batchnorm:
         net = _with_bn(net)
-    g = fit(net, data, epochs=1, lr=0.05, max_steps=1, watch=True).trace.metrics["grad_norm"]
-    return float(g[0, 0] / g[0, -1])
+    return step0_ratio(fit(net, data, epochs=1, lr=0.05, max_steps=1, watch=True).trace)
 
 
 def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:

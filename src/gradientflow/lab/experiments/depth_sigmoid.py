@@ -22,13 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gradientflow.lab import datasets, models
-from gradientflow.lab.figures import save_figure
+from gradientflow.lab.figures import plot_loss_curves, save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
-from gradientflow.lab.training import finding_kinds, fit
+from gradientflow.lab.training import finding_kinds, fit, step0_ratio
 
 CLAIM = (
     "In a deep sigmoid net the chain rule multiplies factors ≤ 1/4: the lowest layers get "
@@ -75,8 +74,7 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         result = fit(
             net, data, epochs=epochs, lr=lr, momentum=0.9, batch_size=64, seed=0, watch=True
         )
-        g = result.trace.metrics["grad_norm"]
-        ratio[label] = float(g[0, 0] / g[0, -1])
+        ratio[label] = step0_ratio(result.trace)
         acc[label] = result.test_acc
         curves[label] = result.losses
         findings[label] = finding_kinds(result.trace)
@@ -95,7 +93,11 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
     for label in list(VARIANTS)[1:]:
         check(checks, f"{label}: gradient ratio in [0.1, 10]", 0.1 <= ratio[label] <= 10)
         check(checks, f"{label}: test accuracy ≥ {min_acc}", acc[label] >= min_acc)
-    figures = save_figure(out_dir, "depth-sigmoid", lambda ax: _plot(ax, curves))
+    figures = save_figure(
+        out_dir,
+        "depth-sigmoid",
+        lambda ax: plot_loss_curves(ax, curves, window=10, title="20-layer MLP on digits"),
+    )
     return ExperimentResult(
         name="depth-sigmoid",
         claim=CLAIM,
@@ -130,14 +132,3 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         figures=figures,
         quick=quick,
     )
-
-
-def _plot(ax: Any, curves: dict[str, list[float]]) -> None:
-    for label, losses in curves.items():
-        k = 10
-        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(smooth, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (moving average)")
-    ax.set_title("20-layer MLP on digits")
-    ax.legend()

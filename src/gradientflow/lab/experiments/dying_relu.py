@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gradientflow.lab import datasets, models
-from gradientflow.lab.figures import save_figure
+from gradientflow.lab.figures import plot_loss_curves, save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
 from gradientflow.lab.training import finding_kinds, fit
 
@@ -108,7 +108,16 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
             f"{act}: test accuracy ≥ 0.8 and ≥ relu's + 0.3",
             r["test_acc"] >= 0.8 and r["test_acc"] >= relu["test_acc"] + 0.3,
         )
-    figures = save_figure(out_dir, "dying-relu", lambda ax: _plot(ax, runs))
+    figures = save_figure(
+        out_dir,
+        "dying-relu",
+        lambda ax: plot_loss_curves(
+            ax,
+            {a: r["losses"] for a, r in runs.items()},
+            window=20,
+            title=f"hidden biases start at {BIAS}",
+        ),
+    )
     return ExperimentResult(
         name="dying-relu",
         claim=CLAIM,
@@ -138,13 +147,3 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         figures=figures,
         quick=quick,
     )
-
-
-def _plot(ax: Any, runs: dict[str, dict[str, Any]]) -> None:
-    for act, r in runs.items():
-        k = 20
-        ax.plot(np.convolve(r["losses"], np.ones(k) / k, mode="valid"), label=act)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (moving average)")
-    ax.set_title(f"hidden biases start at {BIAS}")
-    ax.legend()

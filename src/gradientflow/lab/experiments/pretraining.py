@@ -6,10 +6,11 @@ time, unsupervised, on the output of the layers below, then fine-tune the whole 
 initialised deep nets "often get stuck in poor solutions". (Exact error rates: unverified.)
 
 On digits, a 10-layer sigmoid MLP (9 hidden layers of 64, PyTorch's default init) is fine-tuned
-with SGD either from its random init or after greedy pretraining. Each hidden layer is pretrained
-as a one-hidden-layer autoencoder (sigmoid encoder, linear decoder, MSE, Adam) on the
-*standardised* output of the already-trained layers below; the standardisation is then folded
-into the layer's weights and bias, so the pretrained net is an ordinary MLP of the same shape.
+with SGD either from its random init or after greedy pretraining with the library's remedy
+:func:`gradientflow.remedies.layerwise_pretrain`: each hidden layer (with its sigmoid) is the
+encoder of an autoencoder whose linear decoder reconstructs the *standardised* output of the
+already-trained layers below (MSE, Adam); the decoders are thrown away, so the pretrained net is
+an ordinary MLP of the same shape.
 
 >>> r = run(quick=True)  # doctest: +SKIP
 >>> r.passed  # doctest: +SKIP
@@ -18,18 +19,15 @@ True
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import torch
-from torch import nn
 
 from gradientflow.lab import datasets, models
-from gradientflow.lab.figures import save_figure
+from gradientflow.lab.figures import plot_loss_curves, save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
-from gradientflow.lab.training import finding_kinds, fit
+from gradientflow.lab.training import finding_kinds, fit, step0_ratio
 
 CLAIM = (
     "A deep sigmoid net trained from random init gets stuck; pretraining it one layer at a "
@@ -39,53 +37,28 @@ SOURCE = "Hinton et al. 2006; Bengio et al. 2007, Greedy layer-wise training of 
 DEPTH, WIDTH, LR, PRE_LR = 10, 64, 0.05, 0.01
 
 
-def greedy_pretrain(
-    net: nn.Sequential, x: torch.Tensor, *, epochs: int, lr: float = PRE_LR, seed: int = 0
-) -> list[float]:
-    """Pretrain every hidden Linear of a sigmoid MLP in place; returns each AE's final loss.
-
-    >>> net = models.mlp(4, 2, width=3, depth=3, activation="sigmoid")
-    >>> len(greedy_pretrain(net, torch.randn(32, 4), epochs=1))
-    2
-    """
-    hidden = [m for m in net if isinstance(m, nn.Linear)][:-1]
-    h = x
-    losses: list[float] = []
-    for i, layer in enumerate(hidden):
-        mu, sd = h.mean(0), h.std(0) + 1e-3
-        z = (h - mu) / sd
-        torch.manual_seed(seed + i)
-        decoder = nn.Linear(layer.out_features, layer.in_features)
-        opt = torch.optim.Adam([*layer.parameters(), *decoder.parameters()], lr=lr)
-        loss = torch.zeros(())
-        for zb, _ in datasets.batches(z, z, batch_size=64, epochs=epochs, seed=seed + i):
-            opt.zero_grad()
-            loss = (decoder(torch.sigmoid(layer(zb))) - zb).pow(2).mean()
-            loss.backward()
-            opt.step()
-        losses.append(float(loss.detach()))
-        with torch.no_grad():  # fold the standardisation into the layer
-            layer.bias.sub_(layer.weight @ (mu / sd))
-            layer.weight.div_(sd)
-            h = torch.sigmoid(layer(h))
-    return losses
-
-
 def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
-    """Random init vs greedy pretraining, same fine-tuning."""
+    """Random init vs greedy pretraining (``remedies.layerwise_pretrain``), same fine-tuning."""
+    from gradientflow.remedies import layerwise_pretrain
+
     pre_epochs, epochs = (5, 10) if quick else (10, 30)
     data = datasets.digits()
     random_net = models.mlp(64, 10, width=WIDTH, depth=DEPTH, activation="sigmoid", seed=0)
-    pre_net = copy.deepcopy(random_net)
-    ae_losses = greedy_pretrain(pre_net, data.x_train, epochs=pre_epochs)
+    # the pretraining data: pre_epochs shuffled passes over the training inputs, one Adam step
+    # per batch and layer (the labels are not used)
+    stream = list(
+        datasets.batches(data.x_train, data.y_train, batch_size=64, epochs=pre_epochs, seed=0)
+    )
+    torch.manual_seed(0)  # the throw-away decoders' init
+    pre_net = layerwise_pretrain(random_net, stream, steps_per_layer=len(stream), lr=PRE_LR)
+    ae_losses = cast(list[float], pre_net.pretrain_mse)  # relative to the input's variance
     out: dict[str, dict[str, Any]] = {}
     for label, net in (("random init", random_net), ("pretrained", pre_net)):
         r = fit(net, data, epochs=epochs, lr=LR, momentum=0.9, seed=0, watch=True)
-        g = r.trace.metrics["grad_norm"]
         out[label] = {
             "test_acc": r.test_acc,
             "train_loss": r.train_loss,
-            "ratio": float(g[0, 0] / g[0, -1]),
+            "ratio": step0_ratio(r.trace),
             "losses": r.losses,
             "findings": finding_kinds(r.trace),
         }
@@ -103,7 +76,17 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         "diagnose(): 'vanishing' for random init, not after pretraining",
         "vanishing" in rnd["findings"] and "vanishing" not in pre["findings"],
     )
-    figures = save_figure(out_dir, "pretraining", lambda ax: _plot(ax, out))
+    figures = save_figure(
+        out_dir,
+        "pretraining",
+        lambda ax: plot_loss_curves(
+            ax,
+            {k: v["losses"] for k, v in out.items()},
+            window=20,
+            title=f"{DEPTH}-layer sigmoid MLP on digits",
+            xlabel="fine-tuning step",
+        ),
+    )
     return ExperimentResult(
         name="pretraining",
         claim=CLAIM,
@@ -114,8 +97,8 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
             "width": WIDTH,
             "activation": "sigmoid",
             "init": "PyTorch default",
-            "pretraining": f"autoencoder per layer, Adam lr "
-            f"{PRE_LR}, {pre_epochs} epochs each, standardised inputs folded into the layer",
+            "pretraining": f"remedies.layerwise_pretrain: autoencoder per layer, Adam lr "
+            f"{PRE_LR}, {pre_epochs} epochs each, decoder reconstructs the standardised input",
             "fine_tuning": f"SGD lr {LR} momentum 0.9, batch 64, {epochs} epochs",
         },
         measured={
@@ -139,13 +122,3 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         figures=figures,
         quick=quick,
     )
-
-
-def _plot(ax: Any, out: dict[str, dict[str, Any]]) -> None:
-    for label, r in out.items():
-        k = 20
-        ax.plot(np.convolve(r["losses"], np.ones(k) / k, mode="valid"), label=label)
-    ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel("training loss (moving average)")
-    ax.set_title(f"{DEPTH}-layer sigmoid MLP on digits")
-    ax.legend()

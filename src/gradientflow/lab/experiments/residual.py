@@ -27,6 +27,7 @@ from gradientflow.lab import datasets, models
 from gradientflow.lab.figures import save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
 from gradientflow.lab.training import finding_kinds, fit
+from gradientflow.remedies.training import grad_ratios
 
 CLAIM = (
     "Deeper plain nets train worse (degradation) even with BN and healthy gradients; "
@@ -42,13 +43,13 @@ def _train(blocks: int, residual: bool, epochs: int) -> dict[str, Any]:
     result = fit(
         net, data, epochs=epochs, lr=LR, momentum=0.9, batch_size=BATCH, seed=0, watch=True
     )
-    g = result.trace.metrics["grad_norm"]
+    ratios = grad_ratios(result.trace)  # first / last layer's gradient norm, per record
     return {
         "depth": net.depth,
         "train_loss": result.train_loss,
         "test_acc": result.test_acc,
-        "ratio_step0": float(g[0, 0] / g[0, -1]),
-        "ratio_median": float(np.nanmedian(g[:, 0] / g[:, -1])),
+        "ratio_step0": float(ratios[0]),
+        "ratio_median": float(np.nanmedian(ratios)),
         "findings": finding_kinds(result.trace),
     }
 
