@@ -9,6 +9,14 @@ Two patterns, reported as one finding:
   SCIENCE.md: chi_1 = sigma_w^2 / 2 for ReLU, > 1 means exploding).
 * **over time**: the global gradient norm jumps far above its recent median, or keeps growing.
 
+Evidence that the training is not harmed lowers the severity by one level (warning -> info):
+a spike after which the gradient norm returns to its level and the loss is no worse than before
+and below its start (or one too close to the end of the run to judge), and a growth with depth
+that is absent at init and appears only in the recent window while the loss keeps falling.
+Activations that grow *additively* with depth (a residual stream summing bounded blocks: at most
+linear in depth, slowing down toward the top) are not an explosion; only a growth that keeps its
+per-layer gain in the upper half of the layers is.
+
 >>> from gradientflow.trace import Trace
 >>> g = [[1.5 ** (9 - j) for j in range(10)]] * 3
 >>> f = rule(Trace.build([f"fc{j}" for j in range(10)], steps=range(3), out_grad_norm=g))[0]
@@ -22,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from gradientflow.diagnosis.findings import Finding, Severity
+from gradientflow.diagnosis.findings import SEVERITIES, Finding, Severity
 from gradientflow.diagnosis.rules._common import (
+    EARLY_STEPS,
     chain_layers,
     dominant_activation,
     fmt,
@@ -58,12 +67,43 @@ SPIKE_LOOKAHEAD = 5
 #: growth.
 GROWTH_WARNING = 1e2
 MIN_CHAIN = 3
+#: Records after a spike used to judge whether the run recovered, and the fewest needed (with
+#: fewer, at the end of a run, recovery cannot be seen yet and the spike is only reported).
+RECOVERY_RECORDS = 20
+RECOVERY_MIN = SPIKE_LOOKAHEAD
+#: Recovered: the median gradient norm after the spike is back within sqrt(SPIKE_FACTOR) (the
+#: geometric midpoint between "its level" and "a spike") of the median before it ...
+RECOVERY_NORM = float(np.sqrt(SPIKE_FACTOR))
+#: ... and the median loss after it is at most this multiple of the median loss before (the
+#: mini-batch noise of a median of 20 losses; the spikes of the healthy lab runs measured
+#: 0.78-1.02; a spike that throws the weights off sends the loss up by multiples or to NaN).
+RECOVERY_LOSS = 1.5
+#: ... and below this fraction of the loss at the start (steps 0-19): the run is learning (the
+#: spikes of a stalled run are no recovery; the healthy lab runs measured 0.001-0.74 after
+#: their spikes, a 20-layer ReLU net killed by lr 0.08: 0.97-1.04).
+RECOVERY_PROGRESS = 0.9
+#: A growth with depth seen only in the recent window is put down one level when the recent
+#: median loss is at most this fraction of the early one (the training has clearly progressed).
+LOSS_IMPROVED = 0.5
 
 
 def _measured(profile: np.ndarray, layers: list[int]) -> list[int]:
     """The layers with a usable value, when they are at least half of ``layers``."""
     ok = [j for j in layers if np.isfinite(profile[j]) and profile[j] > 0]
     return ok if len(ok) >= MIN_CHAIN and 2 * len(ok) >= len(layers) else []
+
+
+def _additive(rel: np.ndarray) -> bool:
+    """True for an activation growth a residual stream explains: each block *adds* a bounded
+    output, so the RMS grows at most linearly in depth (about sqrt(depth) for independent
+    blocks) and slows down toward the top. Extrapolating the upper half's per-layer gain to the
+    whole depth tells it from a multiplicative (exploding) growth, whose gain stays the same."""
+    n = rel.size
+    if n < 2 * MIN_CHAIN or rel[-1] > n:
+        return False
+    x = np.arange(n // 2, n)
+    slope = float(np.polyfit(x, np.log(rel[n // 2 :]), 1)[0])
+    return bool(np.exp(slope * (n - 1)) <= DEPTH_WARNING)
 
 
 def _growths(trace: Trace, rows: np.ndarray, chain: list[int]) -> list[dict[str, Any]]:
@@ -79,7 +119,8 @@ def _growths(trace: Trace, rows: np.ndarray, chain: list[int]) -> list[dict[str,
     used = _measured(rms, chain[:-1])
     if used:
         rel = rms[used] / rms[used[0]]
-        out.append(("out_rms", used, float(rel[-1]), rel))
+        if not _additive(rel):
+            out.append(("out_rms", used, float(rel[-1]), rel))
     return [
         {
             "metric": metric,
@@ -95,54 +136,129 @@ def _growths(trace: Trace, rows: np.ndarray, chain: list[int]) -> list[dict[str,
     ]
 
 
+def _loss_ratio(trace: Trace) -> float:
+    """Median loss of the recent window over that of the early one (NaN when unknown, or when
+    the recent loss is not all finite)."""
+    ws = dict(windows(trace))
+    if "early" not in ws or "recent" not in ws:
+        return float("nan")
+    loss = trace.scalars["loss"]
+    early, recent = loss[ws["early"]], loss[ws["recent"]]
+    early = early[np.isfinite(early)]
+    if not early.size or not np.isfinite(recent).all() or np.median(early) <= 0:
+        return float("nan")
+    return float(np.median(recent) / np.median(early))
+
+
 def _depth(trace: Trace) -> dict[str, Any] | None:
     """The largest growth with depth over the windows, if above the warning level."""
     chain = chain_layers(trace)
     if len(chain) < MIN_CHAIN:
         return None
-    found = [g for _, rows in windows(trace) for g in _growths(trace, rows, chain)]
-    best = max(found, key=lambda g: g["first_to_last"], default=None)
-    if best is None or best["first_to_last"] <= DEPTH_WARNING:
+    found = [(label, g) for label, rows in windows(trace) for g in _growths(trace, rows, chain)]
+    best = max(found, key=lambda lg: lg[1]["first_to_last"], default=None)
+    if best is None or best[1]["first_to_last"] <= DEPTH_WARNING:
         return None
-    return best
+    out = best[1]
+    out["at_start"] = any(
+        label == "early" and g["first_to_last"] > DEPTH_WARNING for label, g in found
+    )
+    out["loss_recent_to_early"] = _loss_ratio(trace)
+    # absent at init, appeared during a training whose loss keeps falling: no harm so far
+    out["harmless_so_far"] = bool(
+        not out["at_start"] and out["loss_recent_to_early"] <= LOSS_IMPROVED
+    )
+    return out
 
 
-def _spike(trace: Trace) -> dict[str, Any] | None:
-    """The largest transient jump of the global gradient norm over its surroundings, if any."""
-    g = trace.scalars["global_grad_norm"]
-    finite = np.flatnonzero(np.isfinite(g) & (g > 0))
-    worst: tuple[float, int] = (0.0, -1)
+def _jumps(g: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """For each finite record, its norm over the larger of the medians before and after it."""
+    jumps = np.zeros(finite.size)
     for i in range(SPIKE_MIN_HISTORY, finite.size):
-        r = int(finite[i])
         base = float(np.median(g[finite[max(0, i - SPIKE_LOOKBACK) : i]]))
         after = g[finite[i + 1 : i + 1 + SPIKE_LOOKAHEAD]]
         if after.size:
             base = max(base, float(np.median(after)))
-        if base > 0 and g[r] / base > worst[0]:
-            worst = (float(g[r] / base), r)
+        jumps[i] = g[finite[i]] / base if base > 0 else 0.0
+    return jumps
+
+
+def _recovery(trace: Trace, finite: np.ndarray, i: int) -> str:
+    """Did the run recover from the spike at ``finite[i]``? ``recovered``, ``not recovered``,
+    ``too recent`` (too few records after it) or ``unknown`` (no loss recorded)."""
+    g, loss = trace.scalars["global_grad_norm"], trace.scalars["loss"]
+    r = int(finite[i])
+    span = slice(r + 1, r + 1 + RECOVERY_RECORDS)
+    before = finite[max(0, i - SPIKE_LOOKBACK) : i]
+    lb, la = loss[before], loss[span]
+    lb = lb[np.isfinite(lb)]
+    # Inf anywhere after it, or a loss that was recorded before and is NaN now: it blew up
+    if np.isinf(g[span]).any() or np.isinf(la).any() or (lb.size and np.isnan(la).any()):
+        return "not recovered"
+    after = finite[(finite > r) & (finite < r + 1 + RECOVERY_RECORDS)]
+    if after.size < RECOVERY_MIN:
+        return "too recent" if trace.n_records - r - 1 < RECOVERY_MIN else "not recovered"
+    if not lb.size or np.isnan(la).all():
+        return "unknown"
+    start = loss[: r + 1][trace.steps[: r + 1] < EARLY_STEPS]
+    start = start[np.isfinite(start)]
+    norm_ok = np.median(g[after]) <= RECOVERY_NORM * np.median(g[before])
+    loss_ok = np.median(la) <= RECOVERY_LOSS * np.median(lb)
+    learning = not start.size or np.median(la) <= RECOVERY_PROGRESS * np.median(start)
+    return "recovered" if norm_ok and loss_ok and learning else "not recovered"
+
+
+def _spike_severity(jump: float, recovery: str | None) -> int:
+    """0 info, 1 warning, 2 critical; a recovered (or too recent) spike one level down."""
+    level = 2 if jump > SPIKE_CRITICAL else 1
+    return level - 1 if recovery in ("recovered", "too recent") else level
+
+
+def _spike(trace: Trace) -> dict[str, Any] | None:
+    """The worst transient jump of the global gradient norm over its surroundings, if any."""
+    g = trace.scalars["global_grad_norm"]
+    finite = np.flatnonzero(np.isfinite(g) & (g > 0))
+    jumps = _jumps(g, finite)
     growth = float("nan")
     if finite.size >= 2 * SPIKE_MIN_HISTORY:
         # the last tenth against the first half: an unusually small start (a zero-initialised
         # head) is not mistaken for growth
         k = max(SPIKE_MIN_HISTORY, finite.size // 10)
         growth = float(np.median(g[finite[-k:]]) / np.median(g[finite[: finite.size // 2]]))
-    if worst[0] <= SPIKE_FACTOR and not growth > GROWTH_WARNING:
+    spikes = np.flatnonzero(jumps > SPIKE_FACTOR)
+    if not spikes.size and not growth > GROWTH_WARNING:
         return None
-    out: dict[str, Any] = {"max_jump": worst[0], "growth": growth}
-    if worst[1] >= 0:
-        r = worst[1]
+    judged = [(i, _recovery(trace, finite, int(i))) for i in spikes]
+    i, recovery = max(
+        judged,
+        key=lambda ir: (_spike_severity(jumps[ir[0]], ir[1]), jumps[ir[0]]),
+        default=(int(np.argmax(jumps)) if jumps.size else -1, None),
+    )
+    out: dict[str, Any] = {
+        "max_jump": float(jumps[i]) if i >= 0 else 0.0,
+        "growth": growth,
+        "n_spikes": int(spikes.size),
+        "recovery": recovery,
+    }
+    if i >= 0:
+        r = int(finite[i])
         out["step"] = int(trace.steps[r])
         out["global_grad_norm"] = float(g[r])
-        own = trace.metrics["grad_norm"]
-        before = own[max(0, r - SPIKE_LOOKBACK) : r]
-        jumped = [
-            j
-            for j in trainable_layers(trace)
-            if np.isfinite(before[:, j]).any()
-            and own[r, j] > SPIKE_FACTOR * np.median(before[np.isfinite(before[:, j]), j])
-        ]
-        out["layers"] = [trace.layers[j].name for j in jumped]
+        out["layers"] = _jumped_layers(trace, r)
     return out
+
+
+def _jumped_layers(trace: Trace, r: int) -> list[str]:
+    """The layers whose own gradient norm jumped at record ``r``."""
+    own = trace.metrics["grad_norm"]
+    before = own[max(0, r - SPIKE_LOOKBACK) : r]
+    jumped = [
+        j
+        for j in trainable_layers(trace)
+        if np.isfinite(before[:, j]).any()
+        and own[r, j] > SPIKE_FACTOR * np.median(before[np.isfinite(before[:, j]), j])
+    ]
+    return [trace.layers[j].name for j in jumped]
 
 
 def _remedies(trace: Trace, depth: dict[str, Any] | None) -> list[str]:
@@ -153,31 +269,66 @@ def _remedies(trace: Trace, depth: dict[str, Any] | None) -> list[str]:
     return [reinit.get(act or "", "reinit:he"), "add_batchnorm", "clip_gradients", "lower_lr"]
 
 
-def _message(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> str:
-    parts = []
-    if depth is not None:
-        n, gain, growth = depth["n_layers"], depth["per_layer_gain"], depth["first_to_last"]
-        if depth["metric"] == "out_grad_norm":
-            parts.append(
-                f"Gradients explode toward the input ({depth['window']}): by the chain rule each "
-                f"layer multiplies the back-propagated gradient by about {fmt(gain)}, so after "
-                f"{n - 1} layers the first layer gets {fmt(growth)}x what the last one gets."
-            )
-        else:
-            parts.append(
-                f"Activations explode with depth ({depth['window']}): each layer multiplies its "
-                f"input's size by about {fmt(gain)}, so the last layer's outputs are "
-                f"{fmt(growth)}x the first layer's; the gradient grows the same way."
-            )
-    if spike is not None and spike["max_jump"] > SPIKE_FACTOR:
-        parts.append(
-            f"At step {spike['step']} the gradient norm jumped to {fmt(spike['global_grad_norm'])},"
-            f" {fmt(spike['max_jump'])}x its recent median: one such step can throw the weights "
-            "far off."
+def _depth_text(depth: dict[str, Any]) -> str:
+    n, gain, growth = depth["n_layers"], depth["per_layer_gain"], depth["first_to_last"]
+    if depth["metric"] == "out_grad_norm":
+        text = (
+            f"Gradients explode toward the input ({depth['window']}): by the chain rule each "
+            f"layer multiplies the back-propagated gradient by about {fmt(gain)}, so after "
+            f"{n - 1} layers the first layer gets {fmt(growth)}x what the last one gets."
         )
+    else:
+        text = (
+            f"Activations explode with depth ({depth['window']}): each layer multiplies its "
+            f"input's size by about {fmt(gain)}, so the last layer's outputs are "
+            f"{fmt(growth)}x the first layer's; the gradient grows the same way."
+        )
+    if depth["harmless_so_far"]:
+        text += (
+            " It was not there at the start and the loss kept falling (now "
+            f"{fmt(depth['loss_recent_to_early'])}x its early value): no harm so far, but a "
+            "higher learning rate or a longer run may suffer from it."
+        )
+    return text
+
+
+def _spike_text(spike: dict[str, Any]) -> str:
+    text = (
+        f"At step {spike['step']} the gradient norm jumped to {fmt(spike['global_grad_norm'])}, "
+        f"{fmt(spike['max_jump'])}x its recent median"
+    )
+    more = f" ({spike['n_spikes']} such jumps in the run)" if spike["n_spikes"] > 1 else ""
+    if spike["recovery"] == "recovered":
+        return (
+            f"{text}{more}, and training recovered: the norm went back to its level and the "
+            "loss stayed at its level, below the start (a hard or small batch; clipping guards "
+            "against worse ones)."
+        )
+    if spike["recovery"] == "too recent":
+        return f"{text}{more}, at the end of the run: too soon to tell whether training recovers."
+    return f"{text}{more}: one such step can throw the weights far off."
+
+
+def _message(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> str:
+    parts = [] if depth is None else [_depth_text(depth)]
+    if spike is not None and spike["max_jump"] > SPIKE_FACTOR:
+        parts.append(_spike_text(spike))
     if spike is not None and spike["growth"] > GROWTH_WARNING:
         parts.append(f"Over the run the gradient norm grew {fmt(spike['growth'])}x.")
     return " ".join(parts)
+
+
+def _severity(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> Severity:
+    """The worst of the parts: 0 info, 1 warning, 2 critical (see the module docstring)."""
+    levels = [0]
+    if depth is not None:
+        level = 2 if depth["first_to_last"] > DEPTH_CRITICAL else 1
+        levels.append(level - 1 if depth["harmless_so_far"] else level)
+    if spike is not None and spike["max_jump"] > SPIKE_FACTOR:
+        levels.append(_spike_severity(spike["max_jump"], spike["recovery"]))
+    if spike is not None and spike["growth"] > GROWTH_WARNING:
+        levels.append(2 if spike["growth"] > SPIKE_CRITICAL else 1)
+    return SEVERITIES[max(levels)]
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -185,19 +336,12 @@ def rule(trace: Trace) -> list[Finding]:
     depth, spike = _depth(trace), _spike(trace)
     if depth is None and spike is None:
         return []
-    severity: Severity = "warning"
-    if depth is not None and depth["first_to_last"] > DEPTH_CRITICAL:
-        severity = "critical"
-    if spike is not None and max(spike["max_jump"], np.nan_to_num(spike["growth"])) > (
-        SPIKE_CRITICAL
-    ):
-        severity = "critical"
     layers = set((depth or {}).get("layers", [])) | set((spike or {}).get("layers", []))
     blamed = [x.name for x in trace.layers if x.name in layers and x.trainable]
     return [
         Finding(
             kind="exploding",
-            severity=severity,
+            severity=_severity(depth, spike),
             layers=blamed,
             evidence={"depth": depth, "spike": spike},
             message=_message(depth, spike),
