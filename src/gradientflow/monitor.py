@@ -164,7 +164,6 @@ class Monitor:
                     self._order_handles.append(
                         module.register_forward_pre_hook(self._order_hook(i))
                     )
-            self._handles += self._acts.attach()
             if self.optimizer is not None:
                 self._handles.append(self.optimizer.register_step_pre_hook(self._opt_pre_hook))
                 self._handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
@@ -175,7 +174,7 @@ class Monitor:
         except BaseException:
             self._remove_hooks()
             raise
-        self._acts.collecting = self.schedule.is_full(self.step_count)
+        self._arm_for(self.step_count)
         self._attached = True
         return self
 
@@ -208,7 +207,7 @@ class Monitor:
         self._handles, self._order_handles = [], []
         if self.scaler is not None:
             self.scaler.__dict__.pop("step", None)
-        self._acts.collecting = False
+        self._acts.disarm()
         self._acts.reset()
         self._scratch = Scratch()  # give the work space back
         if self._meter is not None and self._manual_pending is None:
@@ -379,9 +378,16 @@ class Monitor:
             if rec["loss"] is None:
                 self._awaiting_loss = rec
         self.step_count += 1
-        self._acts.collecting = self.schedule.is_full(self.step_count)
+        self._arm_for(self.step_count)
         if self.warn and self.step_count in _WARN_AT_STEPS:
             self._flush()
+
+    def _arm_for(self, step: int) -> None:
+        """Forward hooks only for the forward pass of a full step."""
+        if self.schedule.is_full(step):
+            self._acts.arm()
+        else:
+            self._acts.disarm()
 
     @staticmethod
     def _set_update(rec: dict[str, Any], upd: torch.Tensor) -> None:
@@ -542,7 +548,7 @@ def watch(
     one, call ``monitor.step()`` after ``backward()``. ``log_dir`` appends the trace to a
     folder as it goes (a killed run leaves a trace that loads); ``schedule`` sets what is
     recorded when (default: every step for 1000 steps, then thinner; full statistics every
-    10th step; ``Schedule.everything()`` for all of it every step); ``scaler`` (a
+    50th step; ``Schedule.everything()`` for all of it every step); ``scaler`` (a
     ``torch.amp.GradScaler``) lets skipped steps be recorded; ``warn=True`` raises a Python
     warning, once per kind, as soon as a critical finding appears; ``tensorboard`` writes
     per-layer scalars and the findings to a TensorBoard log folder as it goes. Every

@@ -3,13 +3,16 @@
 Two tiers keep the cost near zero:
 
 * a *recorded* step stores per-layer gradient norms, the global norm and the loss;
-* a *full* step (a recorded step whose number is a multiple of ``full_every``) also stores
+* a *full* step (a recorded step whose number is a multiple of ``full_every``, 50 by
+  default, so step 0 is one) also stores
   weight norms, update norms, the near-zero weight fraction, non-finite counts and the
   activation statistics (which need forward hooks and output-gradient hooks).
 
 By default every step is recorded for the first ``dense_steps`` steps; after that the stride
 grows tenfold each decade (10 until 10x, 100 until 100x, ...), so a run of 1,000,000 steps keeps
-about 3,700 records.
+about 3,700 records. Why 50: on a CPU a full step costs about a quarter of a training step of a
+16x512 MLP (benchmarks/overhead.py), and every 50th step keeps that under 1% of the run; the
+per-step gradient norms alone cost about 2.5%.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class Schedule:
     """
 
     dense_steps: int = 1000
-    full_every: int = 10
+    full_every: int = 50
     max_stride: int = 1000
 
     def __post_init__(self) -> None:

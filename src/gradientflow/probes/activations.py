@@ -141,7 +141,9 @@ def input_stats(
 
 
 class ActivationProbe:
-    """Forward pre/post hooks on every layer; active only while ``collecting`` is True."""
+    """Forward pre/post hooks on every layer, installed only for the forward passes of full
+    steps (:meth:`arm`) and removed in between (:meth:`disarm`): a module with hooks takes
+    PyTorch's slower call path, which other steps should not pay for."""
 
     def __init__(
         self, modules: list[nn.Module], saturation_eps: float, fallback: dict[int, str]
@@ -149,7 +151,7 @@ class ActivationProbe:
         self.modules = modules
         self.fallback = fallback  # id(module) -> activation, from sequential_activations()
         self.eps = saturation_eps
-        self.collecting = False
+        self._handles: list[Any] = []
         self.activation: dict[int, str] = {}  # module index -> producing activation (first seen)
         self.reset()
 
@@ -160,15 +162,27 @@ class ActivationProbe:
         self._out_n: dict[int, int] = defaultdict(int)
         self._grad_sq: dict[int, list[torch.Tensor]] = defaultdict(list)
 
-    def attach(self) -> list[Any]:
-        handles = []
-        for j, module in enumerate(self.modules):
-            handles.append(module.register_forward_pre_hook(self._pre_hook(j, module)))
-            handles.append(module.register_forward_hook(self._post_hook(j)))
-        return handles
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
 
-    def _active(self, module: nn.Module) -> bool:
-        return self.collecting and module.training and torch.is_grad_enabled()
+    def arm(self) -> None:
+        """Install the hooks (idempotent)."""
+        if self._handles:
+            return
+        for j, module in enumerate(self.modules):
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(j, module)))
+            self._handles.append(module.register_forward_hook(self._post_hook(j)))
+
+    def disarm(self) -> None:
+        """Remove the hooks (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @staticmethod
+    def _active(module: nn.Module) -> bool:
+        return module.training and torch.is_grad_enabled()
 
     def _pre_hook(self, j: int, module: nn.Module) -> Any:
         channel_first = isinstance(module, _CHANNEL_FIRST)

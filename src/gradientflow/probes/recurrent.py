@@ -95,7 +95,7 @@ class RecurrentProbe:
     """Monitor probe recording the gradient through time of one recurrent module.
 
     ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``).
-    The monitor's default schedule makes every 10th step full, so the default of 5 replays
+    The monitor's default schedule makes every 50th step full, so the default of 1 replays
     every 50th step. A replay costs about one to three training steps of the module (forward
     and backward through the unrolled copy, one more backward per gain curve), so the default
     adds a few percent.
@@ -110,7 +110,7 @@ class RecurrentProbe:
         name: str,
         *,
         cell: bool = False,
-        every: int = 5,
+        every: int = 1,
         gain: str = "vjp",
     ) -> None:
         if every < 1:
@@ -251,7 +251,7 @@ class RecurrentProbe:
 
 
 def recurrent_probes(
-    model: nn.Module, *, cells: Sequence[nn.Module] = (), every: int = 5, gain: str = "vjp"
+    model: nn.Module, *, cells: Sequence[nn.Module] = (), every: int = 1, gain: str = "vjp"
 ) -> list[RecurrentProbe]:
     """One probe per recurrent module of ``model`` (empty list if it has none).
 

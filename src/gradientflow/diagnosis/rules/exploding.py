@@ -9,10 +9,12 @@ Two patterns, reported as one finding:
   SCIENCE.md: chi_1 = sigma_w^2 / 2 for ReLU, > 1 means exploding).
 * **over time**: the global gradient norm jumps far above its recent median, or keeps growing.
 
-Evidence that the training is not harmed lowers the severity by one level (warning -> info):
-a spike after which the gradient norm returns to its level and the loss is no worse than before
-and below its start (or one too close to the end of the run to judge), and a growth with depth
-that is absent at init and appears only in the recent window while the loss keeps falling.
+Evidence that the training is not harmed lowers the severity: by one level (warning -> info)
+for a spike after which the gradient norm returns to its level and the loss is no worse than
+before and below its start (or one too close to the end of the run to judge); to info for a
+growth with depth that is absent at init and appears only in the recent window while the loss
+has fallen to half its early value or less (a single full step samples it, every 50 steps by
+default, so its size is noisy: 14x to 43x on the same healthy ReLU run).
 Activations that grow *additively* with depth (a residual stream summing bounded blocks: at most
 linear in depth, slowing down toward the top) are not an explosion; only a growth that keeps its
 per-layer gain in the upper half of the layers is.
@@ -82,8 +84,8 @@ RECOVERY_LOSS = 1.5
 #: spikes of a stalled run are no recovery; the healthy lab runs measured 0.001-0.74 after
 #: their spikes, a 20-layer ReLU net killed by lr 0.08: 0.97-1.04).
 RECOVERY_PROGRESS = 0.9
-#: A growth with depth seen only in the recent window is put down one level when the recent
-#: median loss is at most this fraction of the early one (the training has clearly progressed).
+#: A growth with depth seen only in the recent window is only "info" when the recent median
+#: loss is at most this fraction of the early one (the training has clearly progressed).
 LOSS_IMPROVED = 0.5
 
 
@@ -323,7 +325,7 @@ def _severity(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> Sev
     levels = [0]
     if depth is not None:
         level = 2 if depth["first_to_last"] > DEPTH_CRITICAL else 1
-        levels.append(level - 1 if depth["harmless_so_far"] else level)
+        levels.append(0 if depth["harmless_so_far"] else level)
     if spike is not None and spike["max_jump"] > SPIKE_FACTOR:
         levels.append(_spike_severity(spike["max_jump"], spike["recovery"]))
     if spike is not None and spike["growth"] > GROWTH_WARNING:
