@@ -235,9 +235,11 @@ def activation_fractions(
     """Per trainable layer fed by one of ``activations``: the recent median of ``metric``.
 
     ``metric`` is ``in_dead_frac`` or ``in_sat_frac`` (they describe the activation feeding the
-    layer). Uses the last ``RECENT_ROWS`` records. Returns ({layer index: fraction}, window).
+    layer). Uses the last ``RECENT_ROWS`` records where it was measured (full steps only, every
+    50th step by default). Returns ({layer index: fraction}, window).
     """
-    rows = np.arange(max(0, trace.n_records - RECENT_ROWS), trace.n_records)
+    measured = np.flatnonzero(np.isfinite(trace.metrics[metric]).any(axis=1))
+    rows = measured[-RECENT_ROWS:]
     prof = median_profile(trace, metric, rows)
     out = {
         j: float(prof[j])
