@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest lab clean
+.PHONY: demo test lint typecheck pytest pytest-perturbed test-perturbed lab clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,21 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --durations=15
 
-test: lint typecheck pytest
+# The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
+# them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py).
+# `make test` re-runs the fast ones; `make test-perturbed` all of them, with 1 and 2 threads.
+PERTURB := GRADIENTFLOW_PERTURB_INIT=1e-6
+pytest-perturbed: $(STAMP)
+	$(PERTURB) GRADIENTFLOW_TEST_THREADS=2 OMP_NUM_THREADS=2 \
+		$(BIN)/python -m pytest -q -m "training and not slow" --durations=5
+
+test-perturbed: $(STAMP)
+	for t in 1 2; do \
+		$(PERTURB) GRADIENTFLOW_TEST_THREADS=$$t OMP_NUM_THREADS=$$t \
+			$(BIN)/python -m pytest -n $$((3 - t)) -q -m training --durations=10 || exit 1; \
+	done
+
+test: lint typecheck pytest pytest-perturbed
 
 lab: $(STAMP)
 	$(BIN)/gradientflow lab --quick

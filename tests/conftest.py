@@ -1,4 +1,5 @@
-"""Shared test set-up: seeded, one thread per xdist worker of two cores, no display.
+"""Shared test set-up: seeded, $OMP_NUM_THREADS threads (else two cores shared by the xdist
+workers), no display.
 
 ``GRADIENTFLOW_TEST_THREADS`` overrides the thread count and ``GRADIENTFLOW_PERTURB_INIT``
 perturbs the initial weights of the real-training tests (see ``realtrain.py``; ``make test``
@@ -23,7 +24,9 @@ def _seed_and_threads() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(threads(max(1, 2 // workers)))
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    # OMP_NUM_THREADS=1 (as `make test` sets) means one: idle OpenMP threads spin on a busy CPU
+    torch.set_num_threads(threads(int(omp) if omp else max(1, 2 // workers)))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,8 +4,9 @@ Hochreiter & Schmidhuber 1997 (exp. 4), in the variant of Arjovsky et al. 2016: 
 gives MSE 1/6. At T = 100, with 32 hidden units, batch 32, Adam, gradient clipping at 1 and
 fresh batches, an LSTM beats the baseline while a tanh RNN given the same steps stays at it.
 Each model trains at its own best learning rate from the sweep {1e-3, 3e-3, 1e-2} (seed 0,
-2000 steps, validation MSE; see ``LR``). The monitor's recurrent probe must say why: the RNN's
-gradient vanishes through time (``vanishing_through_time``), the LSTM's memory horizon is
+2000 steps, lowest validation MSE over checks every 250 steps): the RNN 0.1705, 0.1703, 0.1708
+(never off the baseline; 3e-3 taken), the LSTM at 1e-2 0.0012 after 1250 steps. The monitor's
+recurrent probe must say why: the RNN's gradient vanishes through time (``vanishing_through_time``), the LSTM's memory horizon is
 longer, and still the LSTM's own gradient decays with distance (the article's claim: LSTM slows
 the vanishing, it does not abolish it).
 
@@ -26,10 +27,10 @@ from gradientflow.probes.recurrent import recurrent_probes
 from gradientflow.probes.recurrent_horizon import horizon_stats
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
-from realtrain import SEEDS, perturbed
+from realtrain import SEEDS, perturbed, threads
 
 T, HIDDEN, BATCH, CLIP = 100, 32, 32, 1.0
-LR = {nn.LSTM: 1e-2, nn.RNN: 1e-2}  # each model's best of {1e-3, 3e-3, 1e-2}
+LR = {nn.LSTM: 1e-2, nn.RNN: 3e-3}  # each model's best of {1e-3, 3e-3, 1e-2} (seed 0)
 MAX_STEPS = 3000  # the LSTM leaves the 1/6 plateau after 1000-2000 steps, depending on the seed
 CHECK_EVERY = 250  # optimizer steps between validation checks
 PROBE_EVERY = 50  # optimizer steps between probe replays (the rule reads the last 5)
@@ -84,6 +85,7 @@ def _train(
 @pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_lstm_remembers_rnn_forgets(seed: int) -> None:
+    torch.set_num_threads(threads(1))
     lstm_mse, budget, lstm_trace = _train(nn.LSTM, seed, MAX_STEPS, stop_below=0.03)
     rnn_mse, _, rnn_trace = _train(nn.RNN, seed, budget)  # the same T, the same budget
 
