@@ -6,9 +6,10 @@ fresh batches, an LSTM beats the baseline while a tanh RNN given the same steps 
 Each model trains at its own best learning rate from the sweep {1e-3, 3e-3, 1e-2} (seed 0,
 2000 steps, lowest validation MSE over checks every 250 steps): the RNN 0.1705, 0.1703, 0.1708
 (never off the baseline; 3e-3 taken), the LSTM at 1e-2 0.0012 after 1250 steps. The monitor's
-recurrent probe must say why: the RNN's gradient vanishes through time (``vanishing_through_time``), the LSTM's memory horizon is
-longer, and still the LSTM's own gradient decays with distance (the article's claim: LSTM slows
-the vanishing, it does not abolish it).
+recurrent probe must say why: the RNN's gradient vanishes through time
+(``vanishing_through_time``), the LSTM's memory horizon is longer, and still the LSTM's own
+gradient decays with distance (the article's claim: LSTM slows the vanishing, it does not
+abolish it).
 
 Budget: the LSTM trains until its validation MSE is below 0.03 (checked every 250 steps, at
 most ``MAX_STEPS``); the RNN then gets the same number of steps. Run on seeds 0, 1 and 2, each
