@@ -30,11 +30,12 @@ pytest: $(STAMP)
 
 # The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
 # them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py).
-# `make test` re-runs the fast ones; `make test-perturbed` all of them, with 1 and 2 threads.
+# `make test` re-runs the fast ones (about 40 s: not slow, not the trial re-runs) on one process
+# of two threads; `make test-perturbed` all of them, with 1 and 2 threads.
 PERTURB := GRADIENTFLOW_PERTURB_INIT=1e-6
 pytest-perturbed: $(STAMP)
 	$(PERTURB) GRADIENTFLOW_TEST_THREADS=2 OMP_NUM_THREADS=2 \
-		$(BIN)/python -m pytest -q -m "training and not slow" --durations=5
+		$(BIN)/python -m pytest -q -m "training and not slow" -k "not trial" --durations=5
 
 test-perturbed: $(STAMP)
 	for t in 1 2; do \
