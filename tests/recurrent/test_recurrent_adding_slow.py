@@ -14,8 +14,10 @@ abolish it).
 Budget: the LSTM trains until its validation MSE is below 0.03 (checked every 250 steps, at
 most ``MAX_STEPS``); the RNN then gets the same number of steps. Run on seeds 0, 1 and 2, each
 a test of its own: the LSTM stopped after 1250, 1500 and 1000 steps (test MSE 0.0012, 0.0028,
-0.0065), the RNN ended at 0.1615, 0.1637, 0.1608 with a horizon of 9-12 steps. About 25 s a
-seed on one idle thread (the previous version, 128 hidden units and the RNN at T = 200: 380 s).
+0.0065), the RNN ended at 0.1615, 0.1637, 0.1608 with a horizon of 9-12 steps. Time: 83-149 s
+a seed on one thread of a machine at load 14, where test_remedy_adding_slow takes 4.7x its
+time at load 3: about 20-30 s a seed (the previous version, 128 hidden units and the RNN at
+T = 200: 380 s). The tanh RNN costs more per step than the LSTM on CPU.
 """
 
 from __future__ import annotations
