@@ -31,8 +31,8 @@ pytest: $(STAMP)
 # The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
 # them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py);
 # PASSIVE: spinning OpenMP threads slow a busy 2-core machine 10x or more.
-# `make test` re-runs the fast ones (17 tests, 39 s on one thread here: not slow, not trial) in one process
-# of two threads; `make test-perturbed` all of them, with 1 and 2 threads.
+# `make test` re-runs the fast ones (23 tests: not slow, not the trial re-runs) in one process of
+# two threads; `make test-perturbed` all of them, with 1 and 2 threads.
 PERTURB := GRADIENTFLOW_PERTURB_INIT=1e-6 OMP_WAIT_POLICY=PASSIVE
 pytest-perturbed: $(STAMP)
 	$(PERTURB) GRADIENTFLOW_TEST_THREADS=2 OMP_NUM_THREADS=2 \
