@@ -334,12 +334,6 @@ class Trace:
             extras[_unescape(f.stem)] = np.load(f, allow_pickle=False)
         return cls.concat(layers, chunks, extras=extras, meta=doc.get("meta", {}))
 
-    def to_tensorboard(self, log_dir: str | os.PathLike[str], diagnosis: Any = None) -> Path:
-        """Write per-layer scalars (and the findings) as TensorBoard events in ``log_dir``."""
-        from gradientflow.report.tensorboard import write_tensorboard
-
-        return write_tensorboard(self, log_dir, diagnosis)
-
     def summary_rows(self) -> list[dict[str, Any]]:
         """One dict per layer with its latest statistics (for tables)."""
         last = {

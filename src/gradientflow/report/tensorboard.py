@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.report._format import printable, sig3
 from gradientflow.trace import LAYER_METRICS, Trace
 
 if TYPE_CHECKING:
@@ -201,13 +202,10 @@ def _first_and_last_trainable(trace: Trace) -> tuple[int, int] | None:
 
 
 def _md(text: Any) -> str:
-    """Text safe inside Markdown: backticks and angle brackets neutralised."""
-    return str(text).replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside Markdown: control characters escaped, backticks and angle brackets
+    neutralised."""
+    return printable(text).replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
-        return f"{float(value):.3g}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in value[:8]) + ("…" if len(value) > 8 else "") + "]"
-    return _md(value)
+    return _md(sig3(value, missing="nan"))

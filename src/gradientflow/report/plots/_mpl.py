@@ -1,4 +1,8 @@
-"""Small matplotlib helpers shared by the plot modules (figures on the Agg canvas)."""
+"""Small matplotlib helpers shared by the plot modules (figures on the Agg canvas).
+
+Text that comes from the user (layer and remedy names) goes through :func:`plain` before it
+reaches a figure, so ``$...$`` in a name is never read as mathtext.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.report._format import printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,12 +44,24 @@ def note(ax: Axes, text: str) -> None:
     )
 
 
+def plain(text: object) -> str:
+    """``text`` as matplotlib should show it literally: control characters escaped and every
+    ``$`` escaped, so mathtext never parses it.
+
+    >>> plain("$x_1$")
+    '\\\\$x_1\\\\$'
+    """
+    return printable(text).replace("$", r"\$")
+
+
 def short_label(name: str, limit: int = 22) -> str:
-    """A layer name cut to ``limit`` characters for tick labels (the middle is elided)."""
-    if len(name) <= limit:
-        return name
-    keep = (limit - 1) // 2
-    return name[:keep] + "…" + name[-(limit - 1 - keep) :]
+    """A layer name cut to ``limit`` characters for tick labels (the middle is elided), made
+    :func:`plain`."""
+    name = printable(name)
+    if len(name) > limit:
+        keep = (limit - 1) // 2
+        name = name[:keep] + "…" + name[-(limit - 1 - keep) :]
+    return plain(name)
 
 
 def layer_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
