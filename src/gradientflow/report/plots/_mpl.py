@@ -31,10 +31,33 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: Positive values are drawn inside this range (matplotlib's log axes overflow near 1e308
+#: once they add their margins); a value outside it is drawn at the edge.
+LOG_RANGE = (1e-150, 1e150)
+
+
 def positive(values: Any) -> np.ndarray:
-    """Values as float, with NaN for everything a log axis cannot show (NaN, ±Inf, <= 0)."""
+    """Values as float, with NaN for everything a log axis cannot show (NaN, ±Inf, <= 0),
+    finite ones clipped to :data:`LOG_RANGE`.
+
+    >>> positive([0.0, 1e-300, 2.0, float("inf"), 1e308]).tolist()
+    [nan, 1e-150, 2.0, nan, 1e+150]
+    """
     arr = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
+    ok = np.isfinite(arr) & (arr > 0)
+    return np.where(ok, np.clip(np.where(ok, arr, 1.0), *LOG_RANGE), np.nan)
+
+
+def finite(values: Any) -> np.ndarray:
+    """Values as float for a linear axis: NaN for NaN/±Inf, the rest clipped to ±1e150.
+
+    >>> finite([1e308, -float("inf"), 2.0]).tolist()
+    [1e+150, nan, 2.0]
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(arr)
+    limit = LOG_RANGE[1]
+    return np.where(ok, np.clip(np.where(ok, arr, 0.0), -limit, limit), np.nan)
 
 
 def note(ax: Axes, text: str) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.report.plots._mpl import figure_and_axes, new_figure, note, plain, positive
+from gradientflow.report.plots._mpl import finite as drawable
 from gradientflow.trace import Trace
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ def loss_curve(trace: Trace, *, ax: Axes | None = None) -> Figure:
     fig, ax = figure_and_axes(ax, 8.0, 3.4)
     loss = trace.loss
     finite = np.isfinite(loss)
+    pos = loss[finite & (loss > 0)]
+    log = bool(pos.size) and float(np.log10(pos.max()) - np.log10(pos.min())) > 2
     ax.plot(
         trace.steps[finite],
-        loss[finite],
+        positive(loss[finite]) if log else drawable(loss[finite]),
         "-",
         color="#2c3e50",
         lw=1.4,
@@ -46,8 +49,7 @@ def loss_curve(trace: Trace, *, ax: Axes | None = None) -> Figure:
         ms=3,
         label="loss",
     )
-    pos = loss[finite & (loss > 0)]
-    if pos.size and pos.min() > 0 and pos.max() / pos.min() > 100:
+    if log:  # the loss spans more than a factor of 100
         ax.set_yscale("log")
     for label, mask in (
         ("non-finite loss", ~finite & ~np.isnan(loss)),
@@ -163,13 +165,13 @@ def _trial_panel(
         ax.axvline(1.0, color="0.3", lw=0.8, ls=":")
         ax.set_title("first/last layer gradient ratio", fontsize=10)
     else:
-        shown = np.where(np.isfinite(values), values, np.nan)
+        shown = drawable(values)
         ax.barh(y, np.nan_to_num(shown, nan=0.0), color=colors)
         title = {"final_loss": "loss (bar: final, dot: best)", "metric": metric_label}
         ax.set_title(title[field], fontsize=10)
         if field == "final_loss":
             best = np.array([r["best_loss"] for r in rows], dtype=np.float64)
-            ax.plot(best, y, "o", color="#111111", ms=5)
+            ax.plot(drawable(best), y, "o", color="#111111", ms=5)
     for yi, v in zip(y, values, strict=True):
         if not math.isfinite(v):
             text = "n/a" if math.isnan(v) else str(v)
