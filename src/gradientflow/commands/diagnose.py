@@ -128,29 +128,8 @@ def run(args: argparse.Namespace) -> int:
             )
         writable_folder(out_dir, f"--out {out_dir}")
     recipe, source = load(args.recipe, args.steps)
-    for note in recipe["notes"]:
-        print(f"gradientflow: note: {note}", file=sys.stderr)
-    import numpy as np
-
-    from gradientflow.recipe import evaluate_recipe, run_recipe
-
-    n_notes = len(recipe["notes"])
-    mon = run_recipe(recipe, args.steps, log_dir=out_dir, progress=True)
-    for note in recipe["notes"][n_notes:]:
-        print(f"gradientflow: note: {note}", file=sys.stderr)
+    mon, diagnosis, score = _train(recipe, source, args.steps, out_dir)
     trace = mon.trace
-    diagnosis = mon.diagnose()
-    loss = trace.loss[np.isfinite(trace.loss)]
-    score = evaluate_recipe(recipe)
-    diagnosis.meta.update(
-        {
-            "source": source,
-            "steps": mon.step_count,
-            "final_loss": float(loss[-1]) if loss.size else None,
-            "evaluate": score,
-            "notes": list(recipe["notes"]),
-        }
-    )
     if out_dir is not None:
         write_json(out_dir / "diagnosis.json", document(diagnosis, trace))
     header = _header(source, mon.step_count, score, trace)
@@ -165,6 +144,36 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         _write_report(out_dir, trace, diagnosis, recipe["model"], table, source)
     return status
+
+
+def _train(
+    recipe: dict[str, Any], source: str, steps: int, out_dir: Path | None
+) -> tuple[Any, Any, float | None]:
+    """Run the recipe under a watch; the monitor, its diagnosis (with the run's facts in
+    ``meta``) and the recipe's ``evaluate()`` score. Notes go to stderr."""
+    import numpy as np
+
+    from gradientflow.recipe import evaluate_recipe, run_recipe
+
+    for note in recipe["notes"]:
+        print(f"gradientflow: note: {note}", file=sys.stderr)
+    n_notes = len(recipe["notes"])
+    mon = run_recipe(recipe, steps, log_dir=out_dir, progress=True)
+    for note in recipe["notes"][n_notes:]:
+        print(f"gradientflow: note: {note}", file=sys.stderr)
+    diagnosis = mon.diagnose()
+    loss = mon.trace.loss[np.isfinite(mon.trace.loss)]
+    score = evaluate_recipe(recipe)
+    diagnosis.meta.update(
+        {
+            "source": source,
+            "steps": mon.step_count,
+            "final_loss": float(loss[-1]) if loss.size else None,
+            "evaluate": score,
+            "notes": list(recipe["notes"]),
+        }
+    )
+    return mon, diagnosis, score
 
 
 def _write_report(
