@@ -41,8 +41,14 @@ POST_LN_DEEP = 6
 RELU_FAMILY = frozenset({"relu", "leaky_relu", "prelu", "rrelu", "relu6"})
 
 
-def _finding(kind: str, severity: Severity, layers: list[str], ev: dict[str, Any], text: str,
-             remedies: list[str]) -> Finding:
+def _finding(
+    kind: str,
+    severity: Severity,
+    layers: list[str],
+    ev: dict[str, Any],
+    text: str,
+    remedies: list[str],
+) -> Finding:
     return Finding(kind, severity, layers, {"lint": True, **ev}, text, remedies)
 
 
@@ -73,8 +79,9 @@ def lint_squashing(
             text += " Here the gradient measured at init still reaches the first layer."
         severity: Severity = "warning" if act == "sigmoid" and not healthy else "info"
         remedies = ["swap_activation:relu", "add_batchnorm", "add_residual", "reinit:lsuv"]
-        out.append(_finding("deep_squashing_stack", severity, fed, {"links": len(fed)}, text,
-                            remedies))
+        out.append(
+            _finding("deep_squashing_stack", severity, fed, {"links": len(fed)}, text, remedies)
+        )
     return out
 
 
@@ -89,8 +96,16 @@ def lint_inits(stats: list[LayerStat]) -> list[Finding]:
             "one multiplies the squared gradient by about 1/6 instead of 1. He init (σ_w² = 2) "
             "keeps it at 1."
         )
-        out.append(_finding("relu_default_init", severity, default, {"layers": len(default)},
-                            text, ["reinit:he", "reinit:lsuv"]))
+        out.append(
+            _finding(
+                "relu_default_init",
+                severity,
+                default,
+                {"layers": len(default)},
+                text,
+                ["reinit:he", "reinit:lsuv"],
+            )
+        )
     selu = [s for s in stats if s.link == "selu"]
     off = [s for s in selu if not LECUN_BAND[0] <= s.sigma_w2 <= LECUN_BAND[1]]
     if off:
@@ -100,8 +115,16 @@ def lint_inits(stats: list[LayerStat]) -> list[Finding]:
             f"{sw2[-1]}, not 1): SELU's self-normalising fixed point (mean 0, variance 1) "
             "needs Var(w) = 1/fan_in."
         )
-        out.append(_finding("selu_init", "warning", [s.name for s in off],
-                            {"sigma_w2": sw2}, text, ["reinit:lecun"]))
+        out.append(
+            _finding(
+                "selu_init",
+                "warning",
+                [s.name for s in off],
+                {"sigma_w2": sw2},
+                text,
+                ["reinit:lecun"],
+            )
+        )
     return out
 
 
@@ -116,8 +139,11 @@ def lint_modules(model: nn.Module) -> list[Finding]:
             "SELU with plain Dropout: Dropout moves the activations off SELU's fixed point "
             "(mean 0, variance 1); AlphaDropout keeps them there (Klambauer et al. 2017)."
         )
-        out.append(_finding("selu_dropout", "warning", drop, {"dropout": drop}, text,
-                            ["swap_activation:selu"]))
+        out.append(
+            _finding(
+                "selu_dropout", "warning", drop, {"dropout": drop}, text, ["swap_activation:selu"]
+            )
+        )
     post = [
         n
         for n, m in mods.items()
@@ -131,8 +157,11 @@ def lint_modules(model: nn.Module) -> list[Finding]:
             "gradients near the output are large at init, and they train only with a "
             "learning-rate warmup; norm_first=True (pre-LN) does not need one."
         )
-        out.append(_finding("post_ln_transformer", severity, post, {"layers": len(post)},
-                            text, ["lower_lr"]))
+        out.append(
+            _finding(
+                "post_ln_transformer", severity, post, {"layers": len(post)}, text, ["lower_lr"]
+            )
+        )
     return out
 
 
@@ -151,15 +180,31 @@ def lint_recurrent(infos: list[dict[str, Any]]) -> list[Finding]:
                 f"{rho:.2f}, so a gradient falls under 1/1000 after about {horizon:.0f} steps, "
                 f"but the sequence has {steps}: what happened earlier barely trains."
             )
-            out.append(_finding("vanishing_through_time", "warning", [name], dict(info), text,
-                                ["to_lstm", "to_gru", "reinit:orthogonal"]))
+            out.append(
+                _finding(
+                    "vanishing_through_time",
+                    "warning",
+                    [name],
+                    dict(info),
+                    text,
+                    ["to_lstm", "to_gru", "reinit:orthogonal"],
+                )
+            )
         elif rho > 1:
             text = (
                 f"Vanilla RNN '{name}': at init its mean recurrent Jacobian has spectral radius "
                 f"{rho:.2f} > 1, so gradients can grow as {rho:.2f}^t through {steps} steps."
             )
-            out.append(_finding("exploding_through_time", "warning", [name], dict(info), text,
-                                ["clip_gradients", "to_lstm", "reinit:orthogonal"]))
+            out.append(
+                _finding(
+                    "exploding_through_time",
+                    "warning",
+                    [name],
+                    dict(info),
+                    text,
+                    ["clip_gradients", "to_lstm", "reinit:orthogonal"],
+                )
+            )
     return out
 
 

@@ -76,7 +76,9 @@ def output_tensors(out: Any) -> list[torch.Tensor]:
         return [out] if out.is_floating_point() else []
     if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
         return [out.logits]
-    items = out.values() if isinstance(out, Mapping) else out if isinstance(out, tuple | list) else []
+    items = (
+        out.values() if isinstance(out, Mapping) else out if isinstance(out, tuple | list) else []
+    )
     return [t for item in items for t in output_tensors(item)]
 
 
@@ -120,7 +122,8 @@ def _link(node: Any, previous: Any) -> str | None:
 
 
 def _weight_stats(module: nn.Module) -> tuple[int, float, float]:
-    w = module.weight.detach()
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    w = weight.detach()
     fan_in = int(w[0].numel()) if w.dim() > 1 else int(w.numel())
     bias = getattr(module, "bias", None)
     sb2 = float(bias.detach().double().pow(2).mean()) if isinstance(bias, torch.Tensor) else 0.0
@@ -141,7 +144,7 @@ class _Recorder:
         self.handles = [
             m.register_forward_hook(self._hook(n))
             for n, m in model.named_modules()
-            if isinstance(m, (*WEIGHT_LAYERS, *RECURRENT_LAYERS))
+            if isinstance(m, WEIGHT_LAYERS + RECURRENT_LAYERS)
         ]
 
     def _hook(self, name: str) -> Any:

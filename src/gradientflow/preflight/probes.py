@@ -55,8 +55,9 @@ def jacobian_spread(
     x = _float_input(example_input)
     if x is None or x.dim() < 1:
         return None
-    coupled = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-                  for m in model.modules())
+    coupled = any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()
+    )
     # one example is enough unless a train-mode BatchNorm couples the batch's examples
     x = (x if coupled else x[:1]).detach().clone().requires_grad_(True)
     with untouched(model), torch.enable_grad():

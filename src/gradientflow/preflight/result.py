@@ -154,7 +154,7 @@ class Preflight:
         head = f"  {'layer':<18} {'kind':<8} {'fed by':<10} {'σ_w²':>6} {'act RMS':>8} "
         head += f"{'∂L/∂s RMS':>10} {'gain':>7}"
         rows = [head]
-        keep = range(len(self.layers))
+        keep: list[int] = list(range(len(self.layers)))
         if len(self.layers) > MAX_ROWS:
             n, half = len(self.layers), MAX_ROWS // 2
             keep = [*range(half), -1, *range(n - half, n)]

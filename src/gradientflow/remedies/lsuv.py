@@ -65,8 +65,10 @@ def _inputs(batches: Iterable[Any]) -> Any:
 
 def _unit_variance(out: torch.Tensor) -> float:
     """Per-unit (per-channel) variance over the batch and positions, averaged."""
-    flat = out.detach().double().transpose(0, 1).reshape(out.shape[1], -1) if out.dim() > 2 else (
-        out.detach().double().T
+    flat = (
+        out.detach().double().transpose(0, 1).reshape(out.shape[1], -1)
+        if out.dim() > 2
+        else (out.detach().double().T)
     )
     return float(flat.var(dim=1, unbiased=False).mean())
 
@@ -103,7 +105,9 @@ def _forward_order(model: nn.Module, x: Any) -> list[tuple[str, nn.Module]]:
         if all(m is not module for _, m in order):
             order.append((names[id(module)], module))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, WEIGHT_LAYERS)]
+    handles = [
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, WEIGHT_LAYERS)
+    ]
     try:
         with untouched(model), torch.no_grad():
             _forward(model, x)
@@ -127,14 +131,16 @@ def lsuv(
     try:
         order = _forward_order(new, x)
     except Exception as exc:
-        raise GradientFlowError(f"lsuv(): the forward pass raised {type(exc).__name__}: {exc}")
+        raise GradientFlowError(
+            f"lsuv(): the forward pass raised {type(exc).__name__}: {exc}"
+        ) from exc
     if not order:
         raise GradientFlowError(f"lsuv(): {type(model).__name__} has no Linear or Conv layer")
     with torch.no_grad():
         for _, layer in order:
             nn.init.orthogonal_(layer.weight)  # type: ignore[arg-type]
             if isinstance(getattr(layer, "bias", None), torch.Tensor):
-                layer.bias.zero_()  # type: ignore[union-attr, operator]
+                layer.bias.zero_()  # type: ignore[operator]
         for _name, layer in order:
             for _ in range(max_iter):
                 var = _output_variance(new, layer, x)
