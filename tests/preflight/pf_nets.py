@@ -7,8 +7,13 @@ import math
 import torch
 from torch import nn
 
-ACTS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "selu": nn.SELU,
-                                    "sigmoid": nn.Sigmoid, "gelu": nn.GELU}  # fmt: skip
+ACTS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "selu": nn.SELU,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+}
 
 
 def stack(

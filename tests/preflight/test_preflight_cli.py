@@ -49,3 +49,18 @@ def test_bad_recipe_is_a_clear_error() -> None:
     args = _parse(["nowhere.py:recipe"])
     with pytest.raises(GradientFlowError, match="file not found"):
         args.func(args)
+
+
+def test_public_name_is_callable_whichever_is_imported_first() -> None:
+    import sys
+
+    import torch
+    from torch import nn
+
+    import gradientflow
+    import gradientflow.preflight.theory  # binds the package to gradientflow.preflight
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    package = sys.modules["gradientflow.preflight"]
+    assert package(model, torch.randn(8, 4)).depth == 2
+    assert gradientflow.preflight(model, torch.randn(8, 4)).depth == 2

@@ -12,9 +12,14 @@ from gradientflow.preflight import preflight
 
 def _model() -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 4),
-    )  # fmt: skip
+        nn.Linear(16, 32),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(32, 32),
+        nn.Tanh(),
+        nn.Linear(32, 4),
+    )
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

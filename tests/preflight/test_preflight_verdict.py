@@ -45,9 +45,14 @@ def test_tanh_30_layers_at_sigma_w2_1_is_flagged_vanishing() -> None:
 
 @pytest.mark.parametrize(
     ("act", "sigma_w2", "sigma_b2"),
-    [("tanh", 1.5, 0.05), ("tanh", 1.761, 0.05), ("tanh", 2.0, 0.05), ("relu", 2.0, 0.0),
-     ("selu", 1.0, 0.0)],
-)  # fmt: skip
+    [
+        ("tanh", 1.5, 0.05),
+        ("tanh", 1.761, 0.05),
+        ("tanh", 2.0, 0.05),
+        ("relu", 2.0, 0.0),
+        ("selu", 1.0, 0.0),
+    ],
+)
 def test_healthy_30_layer_nets_pass_without_a_warning(
     act: str, sigma_w2: float, sigma_b2: float
 ) -> None:
@@ -68,8 +73,9 @@ def test_theory_stays_out_of_nets_it_does_not_describe() -> None:
     residual = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
     pf = preflight(conv_net(), torch.randn(8, 3, 8, 8))
     assert pf.chi1 is not None and pf.prediction.activation == "relu"  # a plain conv stack
-    bn = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(16, 16), nn.BatchNorm1d(16),
-                                                       nn.ReLU())])  # fmt: skip
+    bn = nn.Sequential(
+        *[m for _ in range(4) for m in (nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU())]
+    )
     pf = preflight(bn, torch.randn(32, 16))
     assert pf.chi1 is None and "norm, pool or skip" in pf.prediction.reason
 
@@ -93,8 +99,11 @@ def test_measured_gradients_match_plain_autograd() -> None:
     target = torch.randn(16, 64)
     pf = preflight(model, x, nn.MSELoss(), target)
     outs: list[torch.Tensor] = []
-    handles = [m.register_forward_hook(lambda m, i, o: (o.retain_grad(), outs.append(o))[1])
-               for m in model if isinstance(m, nn.Linear)]  # fmt: skip
+    handles = [
+        m.register_forward_hook(lambda m, i, o: (o.retain_grad(), outs.append(o))[1])
+        for m in model
+        if isinstance(m, nn.Linear)
+    ]
     nn.MSELoss()(model(x), target).backward()
     for h in handles:
         h.remove()

@@ -25,9 +25,25 @@ Jacobian of RNNs; a static lint; and findings with remedies, in the diagnosis' v
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from gradientflow.preflight.core import preflight
 from gradientflow.preflight.measure import LayerStat
 from gradientflow.preflight.result import Preflight
 from gradientflow.preflight.verdict import Prediction
 
 __all__ = ["LayerStat", "Prediction", "Preflight", "preflight"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``gradientflow.preflight`` names both this package and its function: once the package
+    is imported, Python binds the attribute to the package, so the package calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Preflight:
+        return preflight(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
