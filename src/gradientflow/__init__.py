@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "prescribe": "gradientflow.remedies",
     "Remedy": "gradientflow.remedies",
     "trial": "gradientflow.remedies",
+    "preflight": "gradientflow.preflight",
 }
 
 __all__ = ["GradientFlowError", "Schedule", "Trace", "__version__", *_LAZY]

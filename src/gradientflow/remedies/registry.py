@@ -23,6 +23,7 @@ from gradientflow.remedies._modules import (
 )
 from gradientflow.remedies.activation import COMPANION_INIT, swap_activation
 from gradientflow.remedies.batchnorm import _feeds_activation, add_batchnorm
+from gradientflow.remedies.lsuv import REMEDY as LSUV
 from gradientflow.remedies.pretrain import layerwise_pretrain
 from gradientflow.remedies.recurrent import to_gru, to_lstm
 from gradientflow.remedies.reinit import reinit
@@ -165,6 +166,7 @@ def _build() -> dict[str, Remedy]:
         ),
     ]
     remedies += [_reinit(s) for s in ("he", "xavier", "lecun", "orthogonal")]
+    remedies.append(LSUV)
     remedies += [
         Remedy(
             "clip_gradients",
