@@ -9,7 +9,7 @@ import pytest
 
 from gradientflow.diagnosis.rules import all_rules
 from gradientflow.diagnosis.rules.through_time import rule
-from gradientflow.probes.recurrent_horizon import (
+from gradientflow.diagnosis.horizon import (
     bptt_layers,
     decay_factor,
     horizon_stats,

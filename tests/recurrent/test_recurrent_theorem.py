@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gradientflow.probes.recurrent import recurrent_probes
-from gradientflow.probes.recurrent_horizon import decay_factor
+from gradientflow.diagnosis.horizon import decay_factor
 from gradientflow.probes.recurrent_replay import through_time
 
 H, B, N_IN = 12, 6, 3
