@@ -19,9 +19,12 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradientflow.errors import GradientFlowError
+
+if TYPE_CHECKING:
+    from gradientflow.recipe import Recipe
 
 DEFAULT_STEPS = 200
 
@@ -94,7 +97,7 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color", action="store_true", help="plain text without colours")
 
 
-def _load(spec: str | None, steps: int) -> tuple[dict[str, Any], str]:
+def _load(spec: str | None, steps: int) -> tuple[Recipe, str]:
     from gradientflow.recipe import check_recipe, load_recipe
 
     if spec is None:
@@ -127,15 +130,15 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None and (out_dir / "meta.json").exists():
         raise GradientFlowError(f"--out {out_dir}: already holds a saved run; choose a new folder")
     recipe, source = _load(args.recipe, args.steps)
-    for note in recipe["notes"]:
+    for note in recipe.notes:
         print(f"gradientflow: note: {note}", file=sys.stderr)
     import numpy as np
 
     from gradientflow.recipe import evaluate_recipe, run_recipe
 
-    n_notes = len(recipe["notes"])
+    n_notes = len(recipe.notes)
     mon = run_recipe(recipe, args.steps, log_dir=out_dir, progress=True)
-    for note in recipe["notes"][n_notes:]:
+    for note in recipe.notes[n_notes:]:
         print(f"gradientflow: note: {note}", file=sys.stderr)
     trace = mon.trace
     diagnosis = mon.diagnose()
@@ -147,13 +150,13 @@ def run(args: argparse.Namespace) -> int:
             "steps": mon.step_count,
             "final_loss": float(loss[-1]) if loss.size else None,
             "evaluate": score,
-            "notes": list(recipe["notes"]),
+            "notes": list(recipe.notes),
         }
     )
     if out_dir is not None:
         write_json(out_dir / "diagnosis.json", document(diagnosis, trace))
     # --- REMEDIES-HELPER section: prescriptions and --trial ---
-    _PRESCRIBE_FOR["model"] = recipe["model"]
+    _PRESCRIBE_FOR["model"] = recipe.model
     status = emit(diagnosis, trace, args, header=_header(source, mon.step_count, score, trace))
     table = None
     if getattr(args, "trial", False):
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         table = run_trial_cli(lambda: _load(args.recipe, steps)[0], diagnosis, args)
     # --- end of REMEDIES-HELPER section ---
     if out_dir is not None:
-        _write_report(out_dir, trace, diagnosis, recipe["model"], table, source)
+        _write_report(out_dir, trace, diagnosis, recipe.model, table, source)
     return status
 
 
@@ -200,7 +203,7 @@ def _header(source: str, steps: int, score: float | None, trace: Any) -> str:
 
 def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
     """The JSON document: the diagnosis plus the per-layer summary."""
-    from gradientflow.diagnosis.findings import json_safe
+    from gradientflow.jsonsafe import json_safe
 
     doc: dict[str, Any] = diagnosis.to_dict()
     doc["layers"] = json_safe(trace.summary_rows())

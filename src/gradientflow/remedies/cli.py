@@ -28,6 +28,7 @@ from typing import Any
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.recipe import Recipe
 from gradientflow.remedies.registry import REGISTRY
 
 #: Trial length for the demo when --trial-steps is not given: 20 epochs of digits.
@@ -75,7 +76,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def run_trial_cli(
-    recipe: dict[str, Any] | Callable[[], dict[str, Any]],
+    recipe: Recipe | Callable[[], Recipe],
     diagnosis: Any,
     args: argparse.Namespace,
 ) -> Any:
@@ -85,7 +86,7 @@ def run_trial_cli(
     was trained in place — or such a dict. Returns the :class:`TrialTable`.
     """
     from gradientflow.remedies.prescribe import prescribe
-    from gradientflow.remedies.trial import trial
+    from gradientflow.trial import trial
 
     fresh = recipe() if callable(recipe) else recipe
     source = getattr(args, "recipe", None)
@@ -95,21 +96,19 @@ def run_trial_cli(
     if steps < 1:
         raise GradientFlowError(f"--trial-steps must be >= 1, got {steps}")
     names = _names(getattr(args, "trial_remedies", None))
-    remedies: list[Any] = (
-        names if names is not None else prescribe(diagnosis, fresh["model"], limit=5)
-    )
+    remedies: list[Any] = names if names is not None else prescribe(diagnosis, fresh.model, limit=5)
     if not remedies:
         print("gradientflow: trial: nothing to trial (no remedy prescribed)", file=sys.stderr)
         return None
-    batches = list(islice(fresh["batches"], steps))
+    batches = list(islice(fresh.batches, steps))
     table = trial(
-        fresh["model"],
+        fresh.model,
         batches,
-        fresh["loss_fn"],
+        fresh.loss_fn,
         remedies,
         seeds=_seeds(getattr(args, "trial_seeds", "0")),
-        evaluate=fresh.get("evaluate"),
-        optimizer=fresh.get("optimizer"),
+        evaluate=fresh.evaluate,
+        optimizer=fresh.optimizer,
         metric_name="test acc" if source is None else "evaluate",
         progress=True,
     )

@@ -29,6 +29,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.remedies.remedy import Remedy
 
 
 class GradientClipper:
@@ -97,3 +98,15 @@ def clip_gradients(max_norm: float = 1.0, norm_type: float = 2.0) -> GradientCli
     GradientClipper(max_norm=0.5, clipped 0 of 0 steps)
     """
     return GradientClipper(max_norm, norm_type)
+
+
+#: The remedy this file declares: no transform, a clip while training (``Remedy.prepare``).
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "clip_gradients",
+        "clip grad norm 1",
+        "gradient norm clipped to 1.0 before each optimizer step",
+        None,
+        clip=1.0,
+    ),
+)
