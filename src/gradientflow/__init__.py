@@ -38,7 +38,7 @@ _LAZY: dict[str, str] = {
     "prescribe": "gradientflow.remedies.prescribe",
     "Remedy": "gradientflow.remedies.remedy",
     "Recipe": "gradientflow.recipe",
-    "trial": "gradientflow.trial.trial",
+    "trial": "gradientflow.trial",  # the package, callable as the function trial()
 }
 
 __all__ = ["GradientFlowError", "GradientFlowWarning", "Schedule", "Trace", "__version__", *_LAZY]
@@ -58,7 +58,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gradientflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"gradientflow.{name}":  # a subpackage stands for itself (gradientflow.trial)
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

@@ -10,8 +10,9 @@ The package itself can be called like the function, so that ``gradientflow.trial
 whether Python bound that name to this package or to the function:
 
 >>> import gradientflow
->>> callable(gradientflow.trial), gradientflow.trial.__name__
-(True, 'trial')
+>>> from gradientflow.trial import trial
+>>> callable(gradientflow.trial), trial.__module__
+(True, 'gradientflow.trial.trial')
 """
 
 from __future__ import annotations
