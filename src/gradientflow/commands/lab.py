@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen experiments, print the summary; 1 if a criterion was missed."""
-    from gradientflow.commands.diagnose import writable_folder
+    from gradientflow.commands._common import writable_folder
     from gradientflow.lab import experiments
     from gradientflow.lab.reporting import summary_table
     from gradientflow.lab.runner import run_lab

@@ -18,9 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradientflow.errors import GradientFlowError
+
+if TYPE_CHECKING:
+    from gradientflow.recipe import Recipe
+
+
+EPILOG = """examples:
+  gradientflow preflight                          # the demo: 20 sigmoid layers at init
+  gradientflow preflight train.py:recipe --json   # your recipe's model, on its first batch
+  gradientflow preflight train.py:recipe --fail-on warning   # for CI, before training
+"""
 
 
 def register(sub: Any) -> None:
@@ -29,6 +39,8 @@ def register(sub: Any) -> None:
         "preflight",
         help="predict vanishing/exploding gradients at init, before training",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -52,15 +64,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random probe (default 0)")
 
 
-def _first_batch(recipe: dict[str, Any], source: str) -> tuple[Any, Any]:
-    for batch in recipe["batches"]:
+def _first_batch(recipe: Recipe, source: str) -> tuple[Any, Any]:
+    for batch in recipe.batches:
         if isinstance(batch, tuple | list) and len(batch) == 2:
             return batch[0], batch[1]
         return batch, None
     raise GradientFlowError(f"preflight: the recipe {source!r} yields no batch")
 
 
-def _load(spec: str | None) -> tuple[dict[str, Any], str]:
+def _load(spec: str | None) -> tuple[Recipe, str]:
     from gradientflow.recipe import check_recipe, load_recipe
 
     if spec is None:
@@ -76,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     recipe, source = _load(args.recipe)
     x, y = _first_batch(recipe, source)
-    loss_fn = recipe.get("loss_fn") if y is not None else None
-    pf = preflight(recipe["model"], x, loss_fn, y, seed=args.seed)
+    loss_fn = recipe.loss_fn if y is not None else None
+    pf = preflight(recipe.model, x, loss_fn, y, seed=args.seed)
     if args.json:
         doc = pf.to_dict()
         doc["source"] = source

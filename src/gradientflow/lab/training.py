@@ -91,10 +91,10 @@ def fit(
 
     mon = None
     if watch:
-        from gradientflow.recipe import run_recipe
+        from gradientflow.recipe import Recipe, run_recipe
         from gradientflow.schedule import Schedule
 
-        recipe = {"model": model, "optimizer": opt, "batches": stream, "loss_fn": loss_fn}
+        recipe = Recipe(model=model, batches=stream, loss_fn=loss_fn, optimizer=opt)
         mon = run_recipe(
             recipe, n_steps, progress=False, schedule=schedule or Schedule(), on_step=record
         )
@@ -128,11 +128,11 @@ def _train_plain(
 def step0_ratio(trace: Any) -> float:
     """‖grad first layer‖ / ‖grad last layer‖ at the first recorded step of a watched run.
 
-    The library's :func:`gradientflow.remedies.training.grad_ratios`, which ``trial()`` reports.
+    The library's :func:`gradientflow.diagnosis.depth.grad_ratio`, which ``trial()`` reports.
     """
-    from gradientflow.remedies.training import grad_ratios
+    from gradientflow.diagnosis.depth import grad_ratio
 
-    return float(grad_ratios(trace)[0])
+    return float(grad_ratio(trace)[0])
 
 
 def finding_kinds(trace: Any) -> list[str]:

@@ -19,23 +19,10 @@ from typing import Any
 from gradientflow.diagnosis.findings import Finding, severity_rank
 from gradientflow.jsonsafe import json_safe
 from gradientflow.preflight.measure import LayerStat
-from gradientflow.preflight.verdict import Prediction
+from gradientflow.preflight.verdict import Prediction, fmt
 
 #: Tables longer than this print their first and last rows only.
 MAX_ROWS = 30
-
-
-def fmt(x: float | None) -> str:
-    """A number for a message: 2-3 significant digits, scientific when tiny or huge."""
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-2 or abs(x) >= 1e4:
-        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
-    return f"{x:.3g}"
 
 
 @dataclass

@@ -63,6 +63,19 @@ class Prediction:
         return None if xi is None else DEPTH_SCALES * xi
 
 
+def fmt(x: float | None) -> str:
+    """A number for a message: 2-3 significant digits, scientific when tiny or huge."""
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if abs(x) < 1e-2 or abs(x) >= 1e4:
+        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+    return f"{x:.3g}"
+
+
 def _not_plain(stats: list[LayerStat]) -> str:
     if len(stats) < 3:
         return "fewer than 3 weight layers"
@@ -142,7 +155,6 @@ def _severity(kind: str, ratio: float | None, depth: int, limit: float | None) -
 
 
 def _text(kind: str, ev: dict[str, Any]) -> str:
-    from gradientflow.preflight.result import fmt
 
     verb = "shrinks" if kind == "vanishing" else "grows"
     parts = [

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import WEIGHT_LAYERS, clone
+from gradientflow.remedies.modules import WEIGHT_LAYERS, clone
 from gradientflow.remedies.remedy import Remedy
 
 #: Stop scaling a layer when its output variance is within this of 1.
@@ -165,3 +165,5 @@ REMEDY = Remedy(
     needs_batches=True,
     check=_check,
 )
+
+REMEDIES: tuple[Remedy, ...] = (REMEDY,)

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from gradientflow.diagnosis.depth import grad_ratio
 from gradientflow.lab import datasets, models
 from gradientflow.lab.figures import save_figure
 from gradientflow.lab.record import ExperimentResult, check, sig
 from gradientflow.lab.training import finding_kinds, fit
-from gradientflow.remedies.training import grad_ratios
 
 CLAIM = (
     "Deeper plain nets train worse (degradation) even with BN and healthy gradients; "
@@ -43,7 +43,7 @@ def _train(blocks: int, residual: bool, epochs: int) -> dict[str, Any]:
     result = fit(
         net, data, epochs=epochs, lr=LR, momentum=0.9, batch_size=BATCH, seed=0, watch=True
     )
-    ratios = grad_ratios(result.trace)  # first / last layer's gradient norm, per record
+    ratios = grad_ratio(result.trace)  # first / last layer's gradient norm, per record
     return {
         "depth": net.depth,
         "train_loss": result.train_loss,
