@@ -19,6 +19,8 @@ from benchmarks.zoo.report import table
 from benchmarks.zoo.score import score_cache, totals
 from benchmarks.zoo.train import is_trained, train_case
 
+from gradientflow.jsonsafe import json_safe
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE.parents[1] / ".zoo-cache"
 DEFAULT_OUT = HERE / "results.json"
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             "totals": summary,
             "cases": rows,
         }
-        args.out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        args.out.write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n")
         print(f"results written to {args.out}")
     return 0
 

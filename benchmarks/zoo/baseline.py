@@ -82,6 +82,7 @@ def exploding_tensor(trace: Trace) -> str | None:
     Only cells that were measured count: the loss (logged at every step of these runs), the
     global and per-layer gradient norms of trainable layers (every recorded step), the weight
     norms on full-statistics steps; plus the per-layer counts of non-finite gradient entries.
+    A column that is NaN at every row was never measured (a hand-made trace) and is skipped.
     """
     bad: Callable[[np.ndarray], np.ndarray] = np.isnan if ONLY_NAN else _not_finite
     full = trace.full_rows()
@@ -93,7 +94,9 @@ def exploding_tensor(trace: Trace) -> str | None:
     }
     steps = {"weight_norm": trace.steps[full]}
     for name, arr in measured.items():
-        rows = np.flatnonzero(bad(arr).reshape(len(arr), -1).any(axis=1))
+        cells = arr[:, None] if arr.ndim == 1 else arr
+        cells = cells[:, ~np.isnan(cells).all(axis=0)]  # a column never measured is not data
+        rows = np.flatnonzero(bad(cells).any(axis=1))
         if rows.size:
             return f"{name} non-finite at step {steps.get(name, trace.steps)[rows[0]]}"
     counts = np.nan_to_num(trace.metrics["nonfinite"], nan=0.0)

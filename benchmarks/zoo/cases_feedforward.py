@@ -24,6 +24,8 @@ from benchmarks.zoo.case import (
 )
 from torch import nn
 
+from gradientflow import Schedule
+
 SGD, Adam = torch.optim.SGD, torch.optim.Adam
 
 
@@ -51,11 +53,15 @@ def _mlp_relu(seed: int) -> Run:
     return _classify(Fit(m, Adam(m.parameters(), 1e-3), data.digits(), 300, 64), seed, True)
 
 
-@case("mlp_tanh_sgd_digits", "healthy", "mlp", "4-layer tanh MLP, Xavier init, SGD+momentum")
+@case(
+    "mlp_tanh_sgd_digits", "healthy", "mlp",
+    "4-layer tanh MLP, Xavier init, SGD+momentum, recorded with Schedule.everything()",
+)  # fmt: skip
 def _mlp_tanh(seed: int) -> Run:
     m = models.mlp([64, 64, 64, 64, 10], nn.Tanh, nn.init.xavier_normal_)
     opt = SGD(m.parameters(), 0.05, momentum=0.9)
-    return _classify(Fit(m, opt, data.digits(), 300, 64), seed, True)
+    fit = Fit(m, opt, data.digits(), 300, 64, schedule=Schedule.everything())
+    return _classify(fit, seed, True)
 
 
 @case("mlp_steplr_mnist1d", "healthy", "mlp", "ReLU MLP on MNIST-1D, SGD+momentum, StepLR")

@@ -77,7 +77,7 @@ def _postln(seed: int) -> Run:
 def _bert4(seed: int) -> Run:
     m = models.tiny_bert(VOCAB, 4, 32, LENGTH)
     opt = torch.optim.AdamW(m.parameters(), 1e-3)
-    return _binary(Fit(m, opt, _majority(seed), 200, 32, sched=_warmup(opt, 30)), seed)
+    return _binary(Fit(m, opt, _majority(seed), 150, 32, sched=_warmup(opt, 30)), seed)
 
 
 @case(
@@ -87,7 +87,7 @@ def _bert4(seed: int) -> Run:
 def _bert12(seed: int) -> Run:
     m = models.tiny_bert(VOCAB, 12, 32, LENGTH)
     opt = torch.optim.AdamW(m.parameters(), 5e-4)
-    return _binary(Fit(m, opt, _majority(seed), 200, 32, sched=_warmup(opt, 30)), seed)
+    return _binary(Fit(m, opt, _majority(seed), 150, 32, sched=_warmup(opt, 30)), seed)
 
 
 @case(

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from benchmarks.zoo.case import Case
 
+from gradientflow.jsonsafe import json_safe
+
 LABEL_FILE = "label.json"
 TRACE_DIR = "trace"
 
@@ -50,13 +52,6 @@ def train_case(case: Case, cache: Path, seed: int = 0) -> dict[str, Any]:
         record.update(outcome={}, verified=False, check="", error=repr(exc))
         record["traceback"] = traceback.format_exc(limit=5)
     record["seconds"] = round(time.perf_counter() - start, 2)
-    text = json.dumps(record, indent=2, default=_jsonable)
+    text = json.dumps(json_safe(record), indent=2, allow_nan=False)
     (folder / LABEL_FILE).write_text(text + "\n")
     return record
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float | np.floating):
-        v = float(x)
-        return v if np.isfinite(v) else str(v)
-    return str(x)

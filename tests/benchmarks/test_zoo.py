@@ -67,7 +67,6 @@ def test_scoring_hand_made_traces() -> None:
     assert {"VanishingGradient", "LossNotDecreasing"} <= set(sick["baseline"]["fired"])
     ok = score_trace("healthy", _healthy_trace())
     assert ok["baseline"]["mark"] == "ok" and ok["baseline"]["fired"] == {}
-    assert ok["ours"]["mark"] in ("ok", "FALSE-ALARM")
 
 
 def test_baseline_exploding_tensor_and_loss_rule() -> None:
