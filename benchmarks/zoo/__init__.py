@@ -7,7 +7,7 @@ prints the confusion table; ``train`` and ``score`` run one step each. See READM
 
 from __future__ import annotations
 
-from benchmarks.zoo import cases_feedforward, cases_sequence  # noqa: F401  (registers cases)
+from benchmarks.zoo import cases_faults, cases_feedforward, cases_sequence  # noqa: F401
 from benchmarks.zoo.case import CASES, KINDS, LABELS, Case, Run
 
 __all__ = ["CASES", "KINDS", "LABELS", "Case", "Run"]
