@@ -170,12 +170,17 @@ def open_regular(path: Path, limit: int, what: str = "file") -> Iterator[tuple[I
         if exc.errno == errno.ELOOP:
             raise Damage(f"{shown(path)}: is a symlink, not a {what}") from exc
         raise Damage(f"{shown(path)}: cannot open: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Damage(f"{shown(path)}: not a regular file")
         if st.st_size > limit:
             raise Damage(f"{shown(path)}: {st.st_size} bytes, more than the limit of {limit}")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         yield fh, st.st_size
 
 

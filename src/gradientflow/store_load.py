@@ -73,12 +73,16 @@ class _Budget:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root, self.max_bytes, self.left = root, max_bytes, max_bytes
 
-    def take(self, n: int, path: Path) -> None:
+    def check(self, n: int, path: Path) -> None:
+        """Refuse ``n`` more bytes if they would exceed ``max_bytes`` (nothing is counted)."""
         if n > self.left:
             raise GradientFlowError(
                 f"Trace.load: {shown(path)}: the run holds more than max_bytes={self.max_bytes} "
                 "bytes of arrays; pass a larger max_bytes to Trace.load if this is expected"
             )
+
+    def take(self, n: int, path: Path) -> None:
+        self.check(n, path)
         self.left -= n
 
 
@@ -104,7 +108,7 @@ def read_npy(fh: IO[bytes], size: int, where: str, kinds: str, budget: _Budget) 
             f"{where}: declares shape {shape} of {dtype} ({nbytes} bytes) "
             f"but holds {size - header} bytes (truncated or corrupt)"
         )
-    budget.take(nbytes, budget.root)
+    budget.take(nbytes, Path(where))
     try:
         data = fh.read(nbytes)
         trailing = fh.read(1)  # reaching the end makes zipfile check the CRC
@@ -122,7 +126,8 @@ def read_chunk(path: Path, n_layers: int, budget: _Budget) -> dict[str, np.ndarr
     known = {"steps"} | {f"m.{m}" for m in LAYER_METRICS} | {f"s.{s}" for s in STEP_SCALARS}
     where = shown(path)
     arrays: dict[str, np.ndarray] = {}
-    with open_regular(path, budget.left, "chunk") as (fh, _size):
+    with open_regular(path, budget.max_bytes, "chunk") as (fh, size):
+        budget.check(size, path)
         try:
             zf = zipfile.ZipFile(fh)
             infos = zf.infolist()
@@ -239,7 +244,7 @@ class _Loader:
                 if not os.path.lexists(path):
                     lose(f"{shown(path)}: missing (extra {name!r})", index, 0)
                     continue
-                with open_regular(path, self.budget.left, "extra") as (fh, size):
+                with open_regular(path, self.budget.max_bytes, "extra") as (fh, size):
                     out[name] = read_npy(fh, size, shown(path), "biufc", self.budget)
             except Damage as exc:
                 self.damage(exc, index, 0)
