@@ -31,6 +31,7 @@ def make_run(root: Path, n_chunks: int = 3, rows: int = 40) -> Path:
             steps = np.arange(k * rows, (k + 1) * rows)
             cols = {f"m.{m}": rng.random((rows, 3)) for m in LAYER_METRICS}
             w.append({"steps": steps, "s.loss": rng.random(rows), **cols})
+        w.write_extra("bptt/enc lstm/dl_dh", rng.random((2, 5)))
     return root
 
 
@@ -111,6 +112,14 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "manifest garbage": (
         lambda r: (r / "manifest.json").write_text('{"format": 3}'),
         r"manifest\.json: not a gradientflow manifest",
+    ),
+    "damaged .npy header of an extra": (
+        lambda r: _flip(r / "extras" / "00000.npy", 10),
+        r"extras/00000\.npy: not a valid \.npy array",
+    ),
+    "extra holds strings": (
+        lambda r: np.save(r / "extras" / "00000.npy", np.array(["a"])),
+        r"extras/00000\.npy: holds <U1 values",
     ),
     "chunk is a folder": (
         lambda r: (chunk_file(r).unlink(), chunk_file(r).mkdir()),
@@ -258,3 +267,21 @@ def test_max_bytes_bounds_what_is_read(tmp_path: Path) -> None:
     with pytest.raises(GradientFlowError, match="max_bytes=20000"):
         Trace.load(run, max_bytes=20_000)
     assert Trace.load(run, max_bytes=200_000).n_records == 120
+
+
+def test_a_format_1_run_still_loads(tmp_path: Path) -> None:
+    """Runs written before the manifest (format 1: extras named after the extra)."""
+    run = tmp_path / "old"
+    (run / "chunks").mkdir(parents=True)
+    (run / "extras").mkdir()
+    layers = [{"name": "fc", "kind": "Linear", "n_params": 3, "trainable": True}]
+    doc = {"format": "gradientflow-trace", "version": 1, "layers": layers, "meta": {"a": 1}}
+    (run / "meta.json").write_text(json.dumps(doc))
+    for k in range(2):
+        data = npz_bytes(steps=np.array([k]), **{"m.grad_norm": np.array([[k + 0.5]])})
+        chunk_file(run, k).write_bytes(data)
+    (run / "chunks" / ".tmp-x.npz").write_bytes(b"")
+    np.save(run / "extras" / "bptt__rnn__dl_dh.npy", np.arange(3.0))
+    t = Trace.load(run)
+    assert list(t.steps) == [0, 1] and t.metrics["grad_norm"][:, 0].tolist() == [0.5, 1.5]
+    assert list(t.extras) == ["bptt/rnn/dl_dh"] and t.meta == {"a": 1}

@@ -60,7 +60,14 @@ def traces(draw: st.DrawFn) -> Trace:
         )
     )
     meta = draw(st.dictionaries(names, json_values, max_size=3))
-    return Trace(layers, np.array(steps, dtype=np.int64), metrics, scalars, extras, meta)
+    return Trace(
+        layers=layers,
+        steps=np.array(steps, dtype=np.int64),
+        metrics=metrics,
+        scalars=scalars,
+        extras=extras,
+        meta=meta,
+    )
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -112,17 +119,21 @@ def _npz(draw: st.DrawFn) -> bytes:
     return buf.getvalue()
 
 
+OPS = ["truncate", "flip", "delete", "garbage", "json", "npz", "fifo", "dir", "swap", "edit"]
+OPS.append("member")
+
+
 @st.composite
 def corruption(draw: st.DrawFn, files: list[str]) -> list[tuple[str, str, Any]]:
     ops = []
     for _ in range(draw(st.integers(1, 3))):
         target = draw(st.sampled_from(files))
-        kind = draw(
-            st.sampled_from(
-                ["truncate", "flip", "delete", "garbage", "json", "npz", "fifo", "dir", "swap"]
-            )
-        )
-        if kind == "json":
+        kind = draw(st.sampled_from(OPS))
+        if kind == "edit":
+            arg = (draw(st.lists(st.integers(0, 5), max_size=4)), draw(json_values))
+        elif kind == "member":
+            arg = (draw(st.integers(0, 5)), _npz(draw))
+        elif kind == "json":
             arg: Any = json.dumps(draw(json_values | st.dictionaries(names, json_values)))
         elif kind == "npz":
             arg = _npz(draw)
@@ -151,10 +162,44 @@ def _apply(root: Path, target: str, kind: str, arg: Any) -> None:
         path.write_bytes(np.random.default_rng(arg).bytes(arg % 3000))
     elif kind in ("json", "npz"):
         path.write_bytes(arg.encode() if isinstance(arg, str) else arg)
+    elif kind == "edit" and target.endswith(".json"):
+        try:
+            doc = json.loads(data)
+        except ValueError:  # already garbled by an earlier operation
+            return
+        path.write_text(json.dumps(_edited(doc, *arg)))
+    elif kind == "member" and target.endswith(".npz"):
+        path.write_bytes(_member_replaced(data, *arg))
     elif kind == "swap" and (root / arg).is_file():
         other = (root / arg).read_bytes()
         (root / arg).write_bytes(data)
         path.write_bytes(other)
+
+
+def _member_replaced(data: bytes, drop: int, new: bytes) -> bytes:
+    """The chunk ``data`` with one member dropped and the arrays of ``new`` added."""
+    try:
+        with np.load(io.BytesIO(data)) as old:
+            arrays = {k: old[k] for k in old.files}
+    except Exception:  # already corrupted by an earlier operation: leave it so
+        return data
+    if arrays:
+        del arrays[sorted(arrays)[drop % len(arrays)]]
+    with np.load(io.BytesIO(new)) as z:
+        arrays.update({k: z[k] for k in z.files})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _edited(doc: Any, path: list[int], value: Any) -> Any:
+    """``doc`` with the node reached by following ``path`` (indices into keys/items) replaced."""
+    if not path or not isinstance(doc, dict | list) or not doc:
+        return value
+    keys = list(doc) if isinstance(doc, dict) else list(range(len(doc)))
+    key = keys[path[0] % len(keys)]
+    doc[key] = _edited(doc[key], path[1:], value)
+    return doc
 
 
 def _alarm(signum: int, frame: object) -> None:

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -48,7 +49,16 @@ _ZIP_ERRORS = (
     ValueError,
     zlib.error,
 )
-_HEADER_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, EOFError, KeyError)
+_HEADER_ERRORS = (
+    ValueError,
+    SyntaxError,
+    TypeError,
+    OverflowError,
+    EOFError,
+    KeyError,
+    RecursionError,
+    tokenize.TokenError,  # numpy tokenizes the header; a damaged one can end mid-token
+)
 
 
 @dataclass
