@@ -272,6 +272,6 @@ def test_bad_writes_are_refused_before_anything_is_written(tmp_path: Path) -> No
         ):
             with pytest.raises(GradientFlowError):
                 w.append(bad)
-        with pytest.raises(GradientFlowError, match="must hold numbers"):
+        with pytest.raises(GradientFlowError, match="must hold numbers or strings"):
             w.write_extra("x", np.array(["a"], dtype=object))
     assert Trace.load(tmp_path / "run").n_records == 0

@@ -31,7 +31,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
     max_leaves=8,
 )
-dtypes = st.sampled_from(["<f8", ">f8", "<f4", "<i8", "|i1", "<u2", "|b1", "<c16"])
+dtypes = st.sampled_from(["<f8", ">f8", "<f4", "<i8", "|i1", "<u2", "|b1", "<c16", "<U3", "|S2"])
 
 
 @st.composite

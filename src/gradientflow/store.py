@@ -44,7 +44,7 @@ from gradientflow.store_fs import (
     remove_own,
     shown,
 )
-from gradientflow.store_load import DEFAULT_MAX_BYTES, read_run
+from gradientflow.store_load import DEFAULT_MAX_BYTES, EXTRA_KINDS, read_run
 from gradientflow.store_meta import (
     CHUNK_RE,
     EXTRA_RE,
@@ -262,8 +262,10 @@ class TraceWriter:
         if not isinstance(name, str):
             raise GradientFlowError(f"Trace extra name must be a string, got {name!r:.40}")
         a = np.asarray(arr)
-        if a.dtype.hasobject or a.dtype.kind not in "biufc":
-            raise GradientFlowError(f"Trace extra {name!r} must hold numbers, not {a.dtype}")
+        if a.dtype.hasobject or a.dtype.kind not in EXTRA_KINDS:
+            raise GradientFlowError(
+                f"Trace extra {name!r} must hold numbers or strings, not {a.dtype}"
+            )
         self._ensure_lock()
         folder = ensure_dir(self.path / "extras")
         file = self._extras.get(name)

@@ -38,6 +38,7 @@ from gradientflow.store_meta import (
 from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, LayerInfo, Trace
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+EXTRA_KINDS = "biufcUS"  # extras hold numbers or fixed-width strings (never objects)
 _RATIO, _SLACK = 16, 1024**2  # a compressed zip member may expand at most this much
 _ZIP_ERRORS = (
     zipfile.BadZipFile,
@@ -111,7 +112,8 @@ def read_npy(fh: IO[bytes], size: int, where: str, kinds: str, budget: _Budget) 
     except _HEADER_ERRORS + _ZIP_ERRORS as exc:
         raise Damage(f"{where}: not a valid .npy array ({type(exc).__name__}: {exc})") from exc
     if dtype.hasobject or dtype.kind not in kinds:
-        raise Damage(f"{where}: holds {dtype} values, not numbers")
+        what = "numbers or strings" if "U" in kinds else "numbers"
+        raise Damage(f"{where}: holds {dtype} values, not {what}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < 0 or header + nbytes != size:
         raise Damage(
@@ -255,7 +257,7 @@ class _Loader:
                     lose(f"{shown(path)}: missing (extra {name!r})", index, 0)
                     continue
                 with open_regular(path, self.budget.max_bytes, "extra") as (fh, size):
-                    out[name] = read_npy(fh, size, shown(path), "biufc", self.budget)
+                    out[name] = read_npy(fh, size, shown(path), EXTRA_KINDS, self.budget)
             except Damage as exc:
                 self.damage(exc, index, 0)
                 continue
@@ -296,6 +298,10 @@ def read_run(
 ) -> tuple[Trace, RunIndex]:
     """Load the run in ``root``; see the module docstring."""
     loader = _Loader(root, damaged, max_bytes)
+    if not root.exists():
+        raise GradientFlowError(
+            f"Trace.load: {shown(root)} holds no gradientflow trace (no such folder)"
+        )
     if not root.is_dir():
         raise GradientFlowError(f"Trace.load: {shown(root)} is not a folder")
     meta_file = root / "meta.json"
