@@ -20,7 +20,6 @@ import tokenize
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,11 +30,15 @@ from gradientflow.store_fs import Damage, open_regular, shown
 from gradientflow.store_meta import (
     CHUNK_RE,
     ChunkEntry,
+    RunIndex,
+    lose,
+    lost_report,
+    lost_text,
     parse_manifest,
     parse_meta,
     read_json,
 )
-from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, LayerInfo, Trace
+from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, Trace
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 EXTRA_KINDS = "biufcUS"  # extras hold numbers or fixed-width strings (never objects)
@@ -60,24 +63,6 @@ _HEADER_ERRORS = (
     RecursionError,
     tokenize.TokenError,  # numpy tokenizes the header; a damaged one can end mid-token
 )
-
-
-@dataclass
-class RunIndex:
-    """What a run dir holds, as found on load (the writer resumes from it)."""
-
-    layers: list[LayerInfo]
-    chunks: list[ChunkEntry] = field(default_factory=list)
-    missing: list[ChunkEntry] = field(default_factory=list)
-    top: int = -1
-    extras: dict[str, str] = field(default_factory=dict)
-    lost: list[str] = field(default_factory=list)
-    lost_records: int = 0
-    unknown_chunks: int = 0
-
-    @property
-    def n_records(self) -> int:
-        return sum(c.rows for c in self.chunks)
 
 
 class _Budget:
@@ -265,13 +250,6 @@ class _Loader:
         return out
 
 
-def lose(what: str, index: RunIndex, rows: int) -> None:
-    """Count a missing or skipped file (``rows`` -1: a chunk of unknown size)."""
-    index.lost.append(what)
-    index.lost_records += max(rows, 0)
-    index.unknown_chunks += rows < 0
-
-
 def _ends(steps: np.ndarray) -> tuple[int, int]:
     return (int(steps[0]), int(steps[-1])) if len(steps) else (0, -1)
 
@@ -319,8 +297,8 @@ def read_run(
     chunks = loader.chunks(index, listed)
     extras = loader.extras(index, files)
     if index.lost:
-        meta = {**meta, "lost_on_load": _lost_report(index)}
-        warnings.warn(GradientFlowWarning(_lost_text(root, index)), stacklevel=3)
+        meta = {**meta, "lost_on_load": lost_report(index)}
+        warnings.warn(GradientFlowWarning(lost_text(root, index)), stacklevel=3)
     return Trace.concat(layers, chunks, extras=extras, meta=meta), index
 
 
@@ -345,21 +323,3 @@ def _legacy_extras(folder: Path) -> dict[str, str]:
         return {}
     names = sorted(n for n in os.listdir(folder) if re.match(r"^[A-Za-z0-9_.\-]+\.npy$", n))
     return {n[: -len(".npy")].replace("__", "/"): n for n in names if not n.startswith(".tmp-")}
-
-
-def _lost_report(index: RunIndex) -> dict[str, Any]:
-    return {
-        "records": index.lost_records,
-        "chunks_of_unknown_size": index.unknown_chunks,
-        "problems": list(index.lost),
-    }
-
-
-def _lost_text(root: Path, index: RunIndex) -> str:
-    unknown = (
-        f" and {index.unknown_chunks} chunk(s) of unknown size" if index.unknown_chunks else ""
-    )
-    return (
-        f"Trace.load: {shown(root)}: {len(index.lost)} file(s) missing or damaged, "
-        f"{index.lost_records} records lost{unknown}: " + "; ".join(index.lost)
-    )

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,51 @@ class ChunkEntry:
     @property
     def file(self) -> str:
         return f"{self.index:08d}.npz"
+
+
+@dataclass
+class RunIndex:
+    """What a run dir holds, as found on load (the writer resumes from it)."""
+
+    layers: list[LayerInfo]
+    chunks: list[ChunkEntry] = field(default_factory=list)
+    missing: list[ChunkEntry] = field(default_factory=list)
+    top: int = -1
+    extras: dict[str, str] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    lost_records: int = 0
+    unknown_chunks: int = 0
+
+    @property
+    def n_records(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+
+def lose(what: str, index: RunIndex, rows: int) -> None:
+    """Count a missing or skipped file (``rows`` -1: a chunk of unknown size)."""
+    index.lost.append(what)
+    index.lost_records += max(rows, 0)
+    index.unknown_chunks += rows < 0
+
+
+def lost_report(index: RunIndex) -> dict[str, Any]:
+    """What a load found missing or damaged, for ``trace.meta["lost_on_load"]``."""
+    return {
+        "records": index.lost_records,
+        "chunks_of_unknown_size": index.unknown_chunks,
+        "problems": list(index.lost),
+    }
+
+
+def lost_text(root: Path, index: RunIndex) -> str:
+    """The one-line warning for what a load found missing or damaged."""
+    unknown = (
+        f" and {index.unknown_chunks} chunk(s) of unknown size" if index.unknown_chunks else ""
+    )
+    return (
+        f"Trace.load: {shown(root)}: {len(index.lost)} file(s) missing or damaged, "
+        f"{index.lost_records} records lost{unknown}: " + "; ".join(index.lost)
+    )
 
 
 def read_json(path: Path) -> Any:
