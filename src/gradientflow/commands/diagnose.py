@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gradientflow.commands._common import load, writable_folder
 from gradientflow.errors import GradientFlowError
+from gradientflow.store import write_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -186,8 +187,7 @@ def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     """``doc`` as indented JSON in ``path`` (parent folders made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    write_file(path.parent, path.name, json.dumps(doc, indent=1) + "\n")
 
 
 def emit(

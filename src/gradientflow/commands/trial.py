@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.store import write_file
 
 if TYPE_CHECKING:
     from gradientflow.recipe import Recipe
@@ -163,7 +164,5 @@ def run_trial(
     stream = sys.stderr if args.json else sys.stdout
     print("\n" + trial_text(table, len(batches)), file=stream)
     if args.out:
-        path = Path(args.out) / "trial.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(table.to_dict(), indent=1) + "\n")
+        write_file(Path(args.out), "trial.json", json.dumps(table.to_dict(), indent=1) + "\n")
     return table
