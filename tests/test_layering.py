@@ -3,7 +3,10 @@
 Every import of a gradientflow module (``import gradientflow.x`` / ``from gradientflow.x import
 y``), at module level or inside a function, except under ``if TYPE_CHECKING:``, is read with
 ``ast`` from every file under src/gradientflow. A lazy import inside a function still makes a
-dependency: data flows one way, so lower layers never reach up, not even lazily.
+dependency: data flows one way, so lower layers never reach up, not even lazily. The one
+exception is the display protocol: ``__str__``, ``__repr__`` and ``_repr_html_`` of a data
+class (Trace, Diagnosis, ...) may import the presentation layer that renders it, because Python
+and Jupyter call them by name.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+DISPLAY_HOOKS = frozenset({"__str__", "__repr__", "_repr_html_"})
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "gradientflow"
 
@@ -36,6 +40,8 @@ def _imports(tree: ast.Module, module: str, is_pkg: bool, modules: set[str]) -> 
         node = stack.pop()
         if isinstance(node, ast.If) and _is_type_checking(node):
             stack += node.orelse
+        elif isinstance(node, ast.FunctionDef) and node.name in DISPLAY_HOOKS:
+            continue
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("gradientflow")}
         elif isinstance(node, ast.ImportFrom):
