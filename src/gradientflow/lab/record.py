@@ -23,7 +23,11 @@ class ExperimentResult:
 
     ``measured`` holds plain numbers (or lists/dicts of them); ``paper`` the literature's
     figures to print beside ours; ``figures`` paths of PNG/SVG files the experiment saved.
-    ``checks`` lists each part of the criterion with its own verdict.
+    ``checks`` lists each part of the criterion with its own verdict. ``negative_control``
+    is the same criterion applied to a case where the claim says it must fail (made by
+    :func:`control`): ``{"what", "checks", "fails"}``; a criterion that its control passes
+    cannot tell the claim from its opposite, so :func:`verdict` fails the experiment then.
+    ``seed`` seeds the experiment's models and data order.
     """
 
     name: str
@@ -39,6 +43,8 @@ class ExperimentResult:
     quick: bool = False
     seconds: float = 0.0
     error: str | None = None
+    negative_control: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy scalars and arrays become floats and lists)."""
@@ -58,6 +64,28 @@ def check(checks: list[dict[str, Any]], text: str, ok: bool | np.bool_) -> bool:
     """
     checks.append({"check": text, "passed": bool(ok)})
     return bool(ok)
+
+
+def control(what: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The negative control's record: what it is, the criterion's checks on it, whether it fails.
+
+    >>> control("plain net under the residual criterion", [{"check": "a", "passed": False}])
+    {'what': 'plain net under the residual criterion', 'checks': [{'check': 'a', 'passed': \
+False}], 'fails': True}
+    """
+    return {"what": what, "checks": checks, "fails": not all(c["passed"] for c in checks)}
+
+
+def verdict(checks: list[dict[str, Any]], negative: dict[str, Any]) -> bool:
+    """Pass when every check passes *and* the negative control fails the same criterion.
+
+    >>> ok, bad = [{"check": "a", "passed": True}], [{"check": "a", "passed": False}]
+    >>> verdict(ok, control("c", bad)), verdict(ok, control("c", ok))
+    (True, False)
+    >>> verdict(bad, control("c", bad))
+    False
+    """
+    return all(c["passed"] for c in checks) and bool(negative.get("fails"))
 
 
 def jsonable(obj: Any) -> Any:
