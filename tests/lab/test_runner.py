@@ -52,7 +52,7 @@ def test_registry_lists_every_experiment() -> None:
 def test_jsonable_handles_numpy_and_nan() -> None:
     assert jsonable({"a": np.arange(2), "b": float("inf"), "c": (np.int64(3),)}) == {
         "a": [0, 1],
-        "b": None,
+        "b": "inf",
         "c": [3],
     }
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradientflow.jsonsafe import json_safe
 
 
 @dataclass
@@ -89,24 +90,14 @@ def verdict(checks: list[dict[str, Any]], negative: dict[str, Any]) -> bool:
 
 
 def jsonable(obj: Any) -> Any:
-    """Convert numpy types, tuples, Paths and non-finite floats to JSON-safe values.
+    """The lab's records in gradientflow's one JSON convention
+    (:func:`gradientflow.jsonsafe.json_safe`): numpy types become numbers and lists, non-finite
+    floats the strings "nan", "inf", "-inf".
 
     >>> jsonable({"a": np.float32(0.5), "b": (1, float("nan"))})
-    {'a': 0.5, 'b': [1, None]}
+    {'a': 0.5, 'b': [1, 'nan']}
     """
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return json_safe(obj)
 
 
 def sig(x: float, digits: int = 3) -> float:
