@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gradientflow.lab import experiments
+from gradientflow.lab.record import ExperimentResult
+from gradientflow.lab.reporting import spread
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "docs" / "lab-results"
@@ -149,7 +151,12 @@ def block(key: str, body: str) -> str:
 def load(mode: str) -> dict[str, Any] | None:
     """The committed results of ``mode`` ("quick" or "full"), or None if there are none."""
     path = RESULTS / f"{mode}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    payload: dict[str, Any] = json.loads(path.read_text())
+    runs = [ExperimentResult.from_dict(r) for r in payload["results"]]
+    payload["spread"] = spread(runs)  # recomputed: the docs follow this code's statistics
+    return payload
 
 
 def slim(payload: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def spread(results: list[ExperimentResult]) -> dict[str, dict[str, dict[str, flo
 def _stats(values: list[float]) -> dict[str, float]:
     n = len(values)
     mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    spread = n > 1 and max(values) > min(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if spread else 0.0
     return {
         "mean": float(f"{mean:.3g}"),
         "sd": float(f"{sd:.3g}"),
