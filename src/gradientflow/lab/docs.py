@@ -81,6 +81,7 @@ DOC_KEYS: dict[str, list[str]] = {
     ],
     "mnist1d-baselines": ["test_acc."],
     "hardware": ["steps_per_second.", "parity_gap.", "negative_control_gap"],
+    "trainability": ["agreement", "majority_guess_agreement", "critical_sigma_w2"],
 }
 
 #: README's headline per experiment: (measured path, what it is, the literature)
@@ -139,6 +140,11 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
         "parity_gap.cpu bfloat16",
         "bf16 vs fp32 per-step loss gap",
         "same training, faster hardware (seed article)",
+    ),
+    "trainability": (
+        "agreement",
+        "preflight's 6ξ vs training, cells agreeing",
+        "trainable iff depth ≲ 6ξ (Schoenholz et al. 2017)",
     ),
 }
 
@@ -232,13 +238,15 @@ def numbers(name: str, quick: dict[str, Any] | None, full: dict[str, Any] | None
 
 def times(quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:
     rows = ["| run | seeds | jobs | wall |", "|---|---|---|---|"]
+    notes: list[str] = []
     for label, p in (("`gradientflow lab --quick`", quick), ("`gradientflow lab`", full)):
         if p:
             m = p["meta"]
-            rows.append(
-                f"| {label} | {len(m.get('seeds', [0]))} | {m['jobs']} | {m['wall_seconds']} s |"
-            )
-    return "\n".join(rows)
+            seeds = len(m.get("seeds", [0]))
+            rows.append(f"| {label} | {seeds} | {m['jobs']} | {m['wall_seconds']} s |")
+            if m.get("note"):
+                notes.append(f"{label}: {m['note']}.")
+    return "\n".join(rows + (["", *notes] if notes else []))
 
 
 def readme_table(quick: dict[str, Any] | None) -> str:

@@ -132,6 +132,7 @@ _COST = [
     "lstm-vs-rnn",
     "residual",
     "mnist1d-baselines",
+    "trainability",
     "depth-sigmoid",
     "batchnorm",
     "pretraining",
