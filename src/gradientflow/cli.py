@@ -1,8 +1,8 @@
-"""The ``gradientflow`` command line.
+"""The ``gradientflow`` command line: parse the arguments and dispatch to a command.
 
 Each subcommand lives in ``gradientflow/commands/<name>.py`` and exposes
-``register(subparsers)``; this file only collects them. Commands import their heavy
-dependencies inside their run function, so ``gradientflow --help`` is fast.
+``register(subparsers)``. Commands import their heavy dependencies inside their run function,
+so ``gradientflow --help`` is fast. Errors are one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,28 +15,36 @@ from collections.abc import Sequence
 from gradientflow import __version__
 from gradientflow.errors import GradientFlowError
 
-COMMANDS = ("diagnose", "show", "report", "lab")
+COMMANDS = ("diagnose", "show", "report", "trial", "preflight", "lab")
+EPILOG = """examples:
+  gradientflow diagnose                      # the demo: a 20-layer sigmoid MLP on digits
+  gradientflow diagnose train.py:recipe --out runs/a
+  gradientflow show runs/a
+  gradientflow report runs/a                 # runs/a/report.html
+  gradientflow trial train.py:recipe --remedies add_batchnorm
+  gradientflow lab --quick
+
+`gradientflow COMMAND --help` shows each command's options and examples.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="gradientflow",
         description="Find, explain and fix vanishing and exploding gradients in PyTorch models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gradientflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"gradientflow.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gradientflow.commands.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"gradientflow.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input, one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -45,11 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GradientFlowError as exc:
-        print(f"gradientflow: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a write the commands did not foresee: still one line
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(f"cannot write or read{where}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         print("gradientflow: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(message: str) -> int:
+    from gradientflow.report._format import printable
+
+    one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"gradientflow: error: {printable(one_line)}", file=sys.stderr)
+    return 2

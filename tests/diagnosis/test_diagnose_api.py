@@ -11,8 +11,9 @@ from diag_traces import chain, healthy
 import gradientflow
 from gradientflow.diagnosis import Diagnosis, Finding, diagnose
 from gradientflow.diagnosis.rules import RULE_MODULES
-from gradientflow.diagnosis.text import layer_list, render
 from gradientflow.errors import GradientFlowError
+from gradientflow.report._format import layer_list
+from gradientflow.report.terminal import render
 from gradientflow.trace import Trace
 
 

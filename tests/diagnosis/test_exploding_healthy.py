@@ -197,7 +197,7 @@ def test_remedies_trial_relu_and_residual(seed: int) -> None:
     from itertools import islice
 
     from gradientflow.demo import demo_recipe
-    from gradientflow.remedies.trial import trial
+    from gradientflow.trial import trial
 
     torch.set_num_threads(threads(1))
     recipe = demo_recipe(seed=seed)

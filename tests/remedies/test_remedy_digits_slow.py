@@ -16,7 +16,8 @@ from torch import nn
 
 from gradientflow.demo import mlp
 from gradientflow.lab import datasets
-from gradientflow.remedies import prescribe, trial
+from gradientflow.remedies import prescribe
+from gradientflow.trial import trial
 from realtrain import SEEDS, perturbed
 
 ACC_RESCUED = 0.88  # "rescued": the lowest of 3 seeds was 0.904, a margin for other CPUs

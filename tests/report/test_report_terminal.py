@@ -1,4 +1,4 @@
-"""Terminal output (plain and rich) and the ``gradientflow report`` command."""
+"""The terminal text (report/terminal.py): what the CLI prints and Monitor.summary() returns."""
 
 from __future__ import annotations
 
@@ -11,86 +11,113 @@ from report_traces import diagnosis_for, vanishing
 
 from gradientflow.cli import main
 from gradientflow.diagnosis.findings import Diagnosis, Finding
-from gradientflow.report.terminal import render_diagnosis, render_table, sparkline, use_color
+from gradientflow.report import terminal
+from gradientflow.report.terminal import layer_table, render, render_diagnosis, use_color
+from gradientflow.trace import Trace
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+NASTY = ["fc0", "x\x1b[2J\x07bell", "[red]x[/red]", "tab\there", "nl\nname", "rtl\u202eevil"]
 
 
-def test_plain_diagnosis_has_verdict_findings_and_no_colour() -> None:
+def test_plain_diagnosis_has_verdict_findings_table_and_no_colour() -> None:
     t = vanishing()
-    text = render_diagnosis(diagnosis_for(t), t, color=False)
+    text = render_diagnosis(diagnosis_for(t), t, color=False, prescriptions=False)
     assert not ANSI.search(text)
     lines = text.splitlines()
-    assert lines[0] == "CRITICAL: 2 problems found"
-    assert lines[1] == "6 layers, 12 recorded steps (steps 0-55)"
-    assert lines[2].endswith("▁▂▄▅▇█")  # 10x per layer: evenly spaced on the log scale
-    assert "[critical] vanishing in fc0, fc1, fc2, fc3" in lines
-    assert "    try: swap_activation:relu, batchnorm" in lines
-    assert "[warning] saturation in fc1, fc2" in lines
-    healthy = render_diagnosis(Diagnosis([]), color=False)
-    assert healthy == "HEALTHY: no vanishing or exploding gradients found"
+    assert lines[0] == (
+        "Verdict: UNHEALTHY - gradients vanish toward the input (critical); "
+        "saturated sigmoid/tanh units (warning)."
+    )
+    assert "CRITICAL vanishing  layers: fc0, fc1, fc2, fc3" in lines
+    assert "  evidence: ratio=1.00e-05, gain=[0.1, 0.1]" in lines
+    assert "  remedies to try: swap_activation:relu, batchnorm" in lines
+    assert "WARNING  saturation  layers: fc1, fc2" in lines
+    assert "Per layer (input to output, latest measured values):" in lines
+    healthy = render(Diagnosis([], meta={"recorded_steps": 12}))
+    assert healthy == "Verdict: healthy - no warning or critical finding in 12 recorded steps."
 
 
-def test_long_messages_wrap_to_100_columns() -> None:
+def test_long_messages_and_layer_lists_wrap_to_100_columns() -> None:
     f = Finding("vanishing", "critical", [f"layer{i}" for i in range(20)], {}, "word " * 60, [])
-    text = render_diagnosis(Diagnosis([f]), color=False)
+    text = render(Diagnosis([f]))
     assert max(len(line) for line in text.splitlines()) <= 100
-    assert "and 14 more" in text
+    assert "layer0, layer1, layer2, layer3, layer4 ... layer19 (20 layers)" in text
 
 
-def test_rich_output_is_coloured_and_does_not_interpret_markup_in_names() -> None:
-    pytest.importorskip("rich")
-    t = vanishing(["fc0", "[red]x[/red]", "fc2", "fc3", "fc4", "fc5"])
-    text = render_diagnosis(diagnosis_for(t), t, color=True)
-    assert ANSI.search(text)
-    plain = ANSI.sub("", text)
-    assert "CRITICAL: 2 problems found" in plain
-    assert "[red]x[/red]" in plain
-    table = ANSI.sub("", render_table(t, color=True))
-    assert "[red]x[/red]" in table and "grad norm" in table and "2.1e-05" in table
+def test_prescriptions_under_findings_skip_what_does_not_apply() -> None:
+    torch = pytest.importorskip("torch")
+    f = Finding("vanishing", "critical", ["0"], {}, "m", ["add_batchnorm", "to_lstm"])
+    mlp = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sigmoid(), torch.nn.Linear(2, 1))
+    unfiltered = render_diagnosis(Diagnosis([f]), color=False)
+    filtered = render_diagnosis(Diagnosis([f]), color=False, model=mlp)
+    assert "prescription: add_batchnorm" in unfiltered and "prescription: to_lstm" in unfiltered
+    assert "prescription: add_batchnorm" in filtered and "prescription: to_lstm" not in filtered
 
 
-def test_plain_table_columns() -> None:
+@pytest.mark.parametrize("use_rich", [True, False])
+def test_colour_styles_the_same_text_and_never_interprets_names(
+    use_rich: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if use_rich:
+        pytest.importorskip("rich")
+    else:
+        monkeypatch.setattr(terminal, "_rich_console", lambda: None)
+    t = vanishing(NASTY)
+    d = diagnosis_for(t)
+    coloured = render_diagnosis(d, t, color=True, prescriptions=False)
+    plain = render_diagnosis(d, t, color=False, prescriptions=False)
+    assert ANSI.search(coloured)
+    assert ANSI.sub("", coloured) == plain  # colour adds styles, never changes the text
+    assert "[red]x[/red]" in plain  # rich markup in a name is shown, not interpreted
+
+
+@pytest.mark.parametrize("color", [True, False])
+def test_control_characters_in_names_are_shown_escaped(color: bool) -> None:
+    t = vanishing(NASTY)
+    d = diagnosis_for(t)
+    d.findings[0].message += " \x1b]0;title\x07"
+    text = ANSI.sub("", render_diagnosis(d, t, color=color, prescriptions=False))
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f\u202e]", text)
+    for escaped in (r"x\x1b[2J\x07bell", r"tab\x09here", r"nl\x0aname", r"rtl\u202eevil"):
+        assert escaped in text
+    assert r"\x1b]0;title\x07" in text
+    table = layer_table(t, color=color)
+    assert r"x\x1b[2J\x07bell" in ANSI.sub("", table)
+    assert "\x07" not in table and "\n" + "name" not in table
+
+
+def test_layer_table_columns_and_values() -> None:
     t = vanishing()
-    lines = render_table(t, color=False).splitlines()
-    assert lines[0].split() == [
-        "#",
-        "layer",
-        "kind",
-        "act",
-        "flow",
-        "grad",
-        "norm",
-        "dL/d(out)",
-        "rel",
-        "upd",
-        "dead",
-        "in",
-        "sat",
-        "in",
-    ]
-    first = lines[1].split()
-    assert first[:4] == ["0", "fc0", "Linear", "-"] and first[5] == "2.1e-05"
-    last = lines[-1].split()
-    assert last[:5] == ["5", "fc5", "Linear", "sigmoid", "█"]
-    assert last[-2:] == ["0.05", "0.1"]  # dead and saturated fractions of fc5's input
+    lines = layer_table(t).splitlines()
+    assert lines[0] == "depth  layer  kind    grad norm  rel update  dead  saturated"
+    assert lines[1].split() == ["0", "fc0", "Linear", "2.10e-05", "1.80e-07", "-", "-"]
+    assert lines[-1].split() == ["5", "fc5", "Linear", "2.10e+00", "1.80e-02", "5%", "10%"]
+    frozen = Trace.build(["a", "b"], steps=[0], grad_norm=[[1.0, 2.0]])
+    frozen.layers[0].trainable = False
+    assert "a (frozen)" in layer_table(frozen)
 
 
 def test_empty_traces_render() -> None:
-    from gradientflow.trace import Trace
-
-    assert render_table(Trace.build([], steps=[]), color=False).split()[:2] == ["#", "layer"]
-    assert render_table(Trace.build(["a"], steps=[]), color=False).splitlines()[1].split() == [
-        "0",
-        "a",
-        "Linear",
-        "-",
-        "-",
-        "-",
-        "-",
-        "-",
-        "-",
+    assert layer_table(Trace.build([], steps=[])).split() == [
+        "depth",
+        "layer",
+        "kind",
+        "grad",
+        "norm",
+        "rel",
+        "update",
+        "dead",
+        "saturated",
     ]
+    row = layer_table(Trace.build(["a"], steps=[])).splitlines()[1].split()
+    assert row == ["0", "a", "Linear", "-", "-", "-", "-"]
+
+
+def test_table_shim_for_monitor_summary_is_the_same_function() -> None:
+    from gradientflow.table import format_layer_table
+
+    t = vanishing()
+    assert format_layer_table(t) == layer_table(t)
 
 
 def test_colour_choice(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,28 +135,29 @@ def test_colour_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not use_color(None, Tty())
 
 
-def test_sparkline() -> None:
-    assert sparkline([1e-8, 1e-4, 1.0, float("nan"), 0.0]) == "▁▅█  "
-    assert sparkline([float("inf")]) == " "
-    assert sparkline([3.0, 3.0]) == "██"
+def test_show_escapes_names_with_and_without_no_color(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    names = ["fc0", "evil\x1b[2J\x07", "fc2", "fc3", "fc4", "fc5"]
+    run_dir = vanishing(names).save(tmp_path / "run")
+    for argv, colour in ((["--no-color"], False), ([], True)):
+        # stdout is captured (not a TTY): make "a terminal" the answer when no flag says no
+        monkeypatch.setattr(
+            terminal, "use_color", lambda c=None, s=None, on=colour: on if c is None else c
+        )
+        assert main(["show", str(run_dir), *argv]) == 0
+        out = capsys.readouterr().out
+        assert bool(ANSI.search(out)) == colour
+        assert r"evil\x1b[2J\x07" in out
+        assert "\x07" not in out and "\x1b[2J" not in out
 
 
 def test_report_command_writes_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t = vanishing()
     run_dir = t.save(tmp_path / "run")
-    assert (
-        main(
-            [
-                "report",
-                str(run_dir),
-                "-o",
-                str(tmp_path / "out.html"),
-                "--tensorboard",
-                str(tmp_path / "tb"),
-            ]
-        )
-        == 0
-    )
+    argv = ["report", str(run_dir), "-o", str(tmp_path / "out.html")]
+    assert main([*argv, "--tensorboard", str(tmp_path / "tb")]) == 0
     out = capsys.readouterr().out
     assert f"report: {tmp_path / 'out.html'}" in out
     text = (tmp_path / "out.html").read_text()

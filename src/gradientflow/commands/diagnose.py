@@ -2,14 +2,8 @@
 
 Without an argument it runs the built-in demo (a 20-layer sigmoid MLP on digits, whose
 gradients vanish). ``FILE.py:FUNC`` names a function returning a recipe dict (see
-:mod:`gradientflow.recipe`).
-
-    gradientflow diagnose                      # the demo
-    gradientflow diagnose train.py:recipe --steps 100 --out runs/a --fail-on critical
-    gradientflow diagnose --json > diagnosis.json
-
-Exit status: 0, or 1 with ``--fail-on`` when a finding of that severity (or worse) exists;
-2 for bad input (a one-line error).
+:mod:`gradientflow.recipe`). Exit status: 0, or 1 with ``--fail-on`` when a finding of that
+severity (or worse) exists; 2 for bad input (a one-line error).
 """
 
 from __future__ import annotations
@@ -19,11 +13,24 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gradientflow.commands._common import load, writable_folder
 from gradientflow.errors import GradientFlowError
+from gradientflow.store import write_file
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from gradientflow.recipe import Recipe
 
 DEFAULT_STEPS = 200
+EPILOG = """examples:
+  gradientflow diagnose                                   # the demo: 20 sigmoid layers
+  gradientflow diagnose train.py:recipe --steps 100 --out runs/a --fail-on critical
+  gradientflow diagnose --json > diagnosis.json
+  gradientflow diagnose --trial                           # then trial the prescribed remedies
+"""
 
 
 def register(sub: Any) -> None:
@@ -32,6 +39,8 @@ def register(sub: Any) -> None:
         "diagnose",
         help="train a recipe (or the demo) under a watch and print the diagnosis",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "recipe",
@@ -50,35 +59,17 @@ def register(sub: Any) -> None:
         "--out",
         metavar="DIR",
         default=None,
-        help="save the trace and diagnosis.json to DIR (read back with `show DIR`)",
+        help="save the trace, diagnosis.json and report.html to DIR (read back with `show DIR`)",
     )
-    # --- REMEDIES-HELPER section: --trial (A/B trial of the prescribed remedies) ---
+    from gradientflow.commands.trial import add_trial_options
+
     p.add_argument(
         "--trial",
         action="store_true",
         help="then train the baseline and the prescribed remedies side by side on the same "
         "batches and print the table",
     )
-    p.add_argument(
-        "--trial-steps",
-        type=int,
-        default=None,
-        metavar="N",
-        help="steps per trial run (default: --steps; 440 = 20 epochs for the demo)",
-    )
-    p.add_argument(
-        "--trial-remedies",
-        default=None,
-        metavar="A,B",
-        help="comma-separated remedy names to trial (default: the top 5 prescribed)",
-    )
-    p.add_argument(
-        "--trial-seeds",
-        default="0",
-        metavar="S,T",
-        help="comma-separated seeds; each candidate runs once per seed (default 0)",
-    )
-    # --- end of REMEDIES-HELPER section ---
+    add_trial_options(p, prefix="--trial-")
     p.set_defaults(func=run)
 
 
@@ -94,52 +85,53 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color", action="store_true", help="plain text without colours")
 
 
-def _load(spec: str | None, steps: int) -> tuple[dict[str, Any], str]:
-    from gradientflow.recipe import check_recipe, load_recipe
-
-    if spec is None:
-        from gradientflow.demo import demo_recipe
-
-        epochs = steps // 21 + 1  # digits: 22 batches of 64 an epoch
-        return check_recipe(demo_recipe(epochs=epochs), "demo"), "demo"
-    return load_recipe(spec), spec
-
-
-def finding_extras(finding: Any) -> list[str]:
-    """Extra lines printed under each finding.
-
-    REMEDIES-HELPER section: the finding's remedies that apply to the diagnosed model.
-    """
-    from gradientflow.remedies.cli import prescription_lines
-
-    return prescription_lines(finding, _PRESCRIBE_FOR.get("model"))
-
-
-# REMEDIES-HELPER: the model being diagnosed, so prescriptions skip what cannot apply to it.
-_PRESCRIBE_FOR: dict[str, Any] = {}
-
-
 def run(args: argparse.Namespace) -> int:
     """Train, diagnose, print; returns the exit status."""
     if args.steps < 1:
         raise GradientFlowError(f"--steps must be >= 1, got {args.steps}")
     out_dir = Path(args.out) if args.out else None
-    if out_dir is not None and (out_dir / "meta.json").exists():
-        raise GradientFlowError(f"--out {out_dir}: already holds a saved run; choose a new folder")
-    recipe, source = _load(args.recipe, args.steps)
-    for note in recipe["notes"]:
-        print(f"gradientflow: note: {note}", file=sys.stderr)
+    if out_dir is not None:
+        if (out_dir / "meta.json").exists():
+            raise GradientFlowError(
+                f"--out {out_dir}: already holds a saved run; choose a new folder"
+            )
+        writable_folder(out_dir, f"--out {out_dir}")
+    recipe, source = load(args.recipe, args.steps)
+    mon, diagnosis, score = _train(recipe, source, args.steps, out_dir)
+    trace = mon.trace
+    if out_dir is not None:
+        write_json(out_dir / "diagnosis.json", document(diagnosis, trace))
+    header = _header(source, mon.step_count, score, trace)
+    status = emit(diagnosis, trace, args, header=header, model=recipe.model)
+    table = None
+    if args.trial:
+        from gradientflow.commands.trial import DEMO_TRIAL_STEPS, run_trial
+
+        steps = args.trial_steps or (DEMO_TRIAL_STEPS if args.recipe is None else args.steps)
+        fresh = load(args.recipe, steps)[0]  # the diagnosed model was trained in place
+        table = run_trial(fresh, diagnosis, args, steps=steps, demo=args.recipe is None)
+    if out_dir is not None:
+        _write_report(out_dir, trace, diagnosis, recipe.model, table, source)
+    return status
+
+
+def _train(
+    recipe: Recipe, source: str, steps: int, out_dir: Path | None
+) -> tuple[Any, Any, float | None]:
+    """Run the recipe under a watch; the monitor, its diagnosis (with the run's facts in
+    ``meta``) and the recipe's ``evaluate()`` score. Notes go to stderr."""
     import numpy as np
 
     from gradientflow.recipe import evaluate_recipe, run_recipe
 
-    n_notes = len(recipe["notes"])
-    mon = run_recipe(recipe, args.steps, log_dir=out_dir, progress=True)
-    for note in recipe["notes"][n_notes:]:
+    for note in recipe.notes:
         print(f"gradientflow: note: {note}", file=sys.stderr)
-    trace = mon.trace
+    n_notes = len(recipe.notes)
+    mon = run_recipe(recipe, steps, log_dir=out_dir, progress=True)
+    for note in recipe.notes[n_notes:]:
+        print(f"gradientflow: note: {note}", file=sys.stderr)
     diagnosis = mon.diagnose()
-    loss = trace.loss[np.isfinite(trace.loss)]
+    loss = mon.trace.loss[np.isfinite(mon.trace.loss)]
     score = evaluate_recipe(recipe)
     diagnosis.meta.update(
         {
@@ -147,28 +139,14 @@ def run(args: argparse.Namespace) -> int:
             "steps": mon.step_count,
             "final_loss": float(loss[-1]) if loss.size else None,
             "evaluate": score,
-            "notes": list(recipe["notes"]),
+            "notes": list(recipe.notes),
         }
     )
-    if out_dir is not None:
-        write_json(out_dir / "diagnosis.json", document(diagnosis, trace))
-    # --- REMEDIES-HELPER section: prescriptions and --trial ---
-    _PRESCRIBE_FOR["model"] = recipe["model"]
-    status = emit(diagnosis, trace, args, header=_header(source, mon.step_count, score, trace))
-    table = None
-    if getattr(args, "trial", False):
-        from gradientflow.remedies.cli import run_trial_cli
-
-        steps = args.trial_steps or (440 if args.recipe is None else args.steps)
-        table = run_trial_cli(lambda: _load(args.recipe, steps)[0], diagnosis, args)
-    # --- end of REMEDIES-HELPER section ---
-    if out_dir is not None:
-        _write_report(out_dir, trace, diagnosis, recipe["model"], table, source)
-    return status
+    return mon, diagnosis, score
 
 
 def _write_report(
-    out_dir: Path, trace: Any, diagnosis: Any, model: Any, table: Any, source: str
+    out_dir: Path, trace: Any, diagnosis: Any, model: nn.Module, table: Any, source: str
 ) -> None:
     """The HTML report beside the saved trace: verdict, prescriptions, trial, plots, table."""
     from gradientflow.remedies import prescribe
@@ -200,7 +178,7 @@ def _header(source: str, steps: int, score: float | None, trace: Any) -> str:
 
 def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
     """The JSON document: the diagnosis plus the per-layer summary."""
-    from gradientflow.diagnosis.findings import json_safe
+    from gradientflow.jsonsafe import json_safe
 
     doc: dict[str, Any] = diagnosis.to_dict()
     doc["layers"] = json_safe(trace.summary_rows())
@@ -208,22 +186,34 @@ def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    """``doc`` as indented JSON in ``path`` (parent folders made)."""
+    write_file(path.parent, path.name, json.dumps(doc, indent=1) + "\n")
 
 
-def emit(diagnosis: Any, trace: Any, args: argparse.Namespace, header: str | None = None) -> int:
-    """Print the diagnosis (text or JSON) and return the exit status for ``--fail-on``."""
+def emit(
+    diagnosis: Any,
+    trace: Any,
+    args: argparse.Namespace,
+    header: str | None = None,
+    model: nn.Module | None = None,
+) -> int:
+    """Print the diagnosis (text or JSON) and return the exit status for ``--fail-on``.
+
+    The text lists, under each finding, the prescriptions that apply to ``model``.
+    """
     if args.json:
         print(json.dumps(document(diagnosis, trace), indent=1))
     else:
-        from gradientflow.diagnosis.text import render
-        from gradientflow.table import format_layer_table
+        from gradientflow.report.terminal import layer_table, prescription_lines, render, use_color
 
-        color = not args.no_color and sys.stdout.isatty()
-        if header:
-            print(header + "\n")
-        print(render(diagnosis, format_layer_table(trace), color=color, extra=finding_extras))
+        color = use_color(False if args.no_color else None)
+
+        def prescriptions(finding: Any) -> list[str]:
+            return prescription_lines(finding, model)
+
+        table = layer_table(trace, color=color)
+        text = render(diagnosis, table, color=color, extra=prescriptions, header=header)
+        print(text)
     if args.fail_on and diagnosis.at_least(args.fail_on):
         return 1
     return 0

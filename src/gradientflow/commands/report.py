@@ -1,10 +1,6 @@
 """``gradientflow report DIR``: the HTML report (and optionally TensorBoard events) of a saved run.
 
 ``DIR`` is a trace folder written by ``watch(..., log_dir=DIR)`` or ``Trace.save(DIR)``.
-
-    gradientflow report runs/demo                 # writes runs/demo/report.html
-    gradientflow report runs/demo -o out.html     # somewhere else
-    gradientflow report runs/demo --tensorboard tb/demo
 """
 
 from __future__ import annotations
@@ -12,6 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
+
+EPILOG = """examples:
+  gradientflow report runs/demo                    # writes runs/demo/report.html
+  gradientflow report runs/demo -o out.html --title "my run"
+  gradientflow report runs/demo --tensorboard tb/demo
+"""
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +23,8 @@ def register(subparsers: Any) -> None:
         help="write the HTML report of a saved run",
         description="Write one self-contained HTML file (verdict, findings, plots, per-layer "
         "table) for a trace saved by watch(..., log_dir=DIR) or Trace.save(DIR).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dir", metavar="DIR", help="folder holding a saved trace")
     parser.add_argument(
@@ -42,18 +46,21 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the trace, diagnose it, write the report; print where it went."""
+    from gradientflow.commands._common import writable_folder
     from gradientflow.report.html import auto_diagnosis, write_html
+    from gradientflow.report.tensorboard import write_tensorboard
     from gradientflow.trace import Trace
 
     trace = Trace.load(args.dir)
     out = Path(args.out) if args.out else Path(args.dir) / "report.html"
+    writable_folder(out.parent, f"-o {out}" if args.out else f"report {out}")
+    if args.tensorboard:
+        writable_folder(Path(args.tensorboard), f"--tensorboard {args.tensorboard}")
     title = args.title or f"gradientflow report: {Path(args.dir).resolve().name}"
     diagnosis, problem = auto_diagnosis(trace)
     write_html(trace, out, diagnosis, title=title, no_verdict_reason=problem)
     print(f"report: {out}")
     if args.tensorboard:
-        from gradientflow.report.tensorboard import write_tensorboard
-
         write_tensorboard(trace, args.tensorboard, diagnosis)
         print(
             f"tensorboard: {args.tensorboard}  (view with: tensorboard --logdir {args.tensorboard})"

@@ -3,9 +3,6 @@
 The rules run again on the saved trace (so a newer gradientflow reads an older run with its
 newer rules); what the run itself noted (source, steps, evaluation) comes from
 ``DIR/diagnosis.json`` when present.
-
-    gradientflow show runs/a
-    gradientflow show runs/a --json --fail-on warning
 """
 
 from __future__ import annotations
@@ -18,6 +15,11 @@ from typing import Any
 from gradientflow.commands.diagnose import add_output_options, emit
 from gradientflow.errors import GradientFlowError
 
+EPILOG = """examples:
+  gradientflow show runs/a
+  gradientflow show runs/a --json --fail-on warning
+"""
+
 
 def register(sub: Any) -> None:
     """Add the ``show`` subcommand to the CLI."""
@@ -25,6 +27,8 @@ def register(sub: Any) -> None:
         "show",
         help="print the diagnosis of a saved run",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dir", metavar="DIR", help="folder of a saved run (holds meta.json)")
     add_output_options(p)

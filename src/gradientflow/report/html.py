@@ -16,56 +16,62 @@ True
 
 from __future__ import annotations
 
-import base64
-import io
-import math
 import os
 import warnings
 from collections.abc import Iterable
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.report import plots
-from gradientflow.report.html_parts import (
-    CSS,
+from gradientflow.report._format import short
+from gradientflow.report.html_data import layer_table_html, plots_section, trial_section
+from gradientflow.report.html_findings import (
     as_mapping,
+    esc,
     findings_html,
-    layer_table_html,
     prescriptions_html,
-    trial_table_html,
     verdict_html,
 )
+from gradientflow.store import write_file
 from gradientflow.trace import Trace
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from gradientflow.diagnosis.findings import Diagnosis
+
+__all__ = ["CSP", "CSS", "auto_diagnosis", "render_html", "write_html"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
-#: Plot id -> caption shown under it (what to look for).
-CAPTIONS: dict[str, str] = {
-    "profile": "Gradient norm of each layer's parameters, input on the left. Healthy nets keep "
-    "it within a factor of about 10 across depth; a line climbing by orders of magnitude toward "
-    "the output means the gradients vanish on their way back to the input.",
-    "heat-grad": "The same norm for every recorded step. Dark rows near the input that stay "
-    "dark mean the first layers never receive a useful gradient.",
-    "heat-update": "How much each optimizer step changes each layer, relative to its size "
-    "(‖Δw‖/‖w‖). Around 1e-3 is typical; far below means the layer barely learns.",
-    "activations": "Dead units (output zero for every sample) and saturated units (sigmoid/tanh "
-    "stuck near a limit) pass back little or no gradient.",
-    "loss": "Training loss. A flat curve right from the start is the article's third sign of "
-    "vanishing gradients.",
-    "recurrent": "Gradient reaching each time step of a recurrent layer. A steep fall toward "
-    "t = 0 means the net cannot learn from what happened early in the sequence.",
-    "trial": "Each remedy trained on the same batches, in the same order, from the same seed as "
-    "the baseline.",
-}
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f6f7f9;
+color:#1d232b;line-height:1.45}
+main{max-width:1000px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.25em;margin:28px 0 10px;
+border-bottom:1px solid #e3e6ea;padding-bottom:4px}
+.run{color:#3b4652;margin:0}.muted{color:#6b7785;font-size:.9em;margin:2px 0}
+.verdict{border-radius:8px;padding:12px 18px;margin:18px 0;border-left:8px solid}
+.verdict h2{border:0;margin:4px 0;padding:0;font-size:1.35em}.verdict p{margin:4px 0}
+.sev-critical{background:#fdecea;border-color:#c0392b}.sev-warning{background:#fef5e7;
+border-color:#e67e22}.sev-info,.sev-healthy{background:#eafaf1;border-color:#27ae60}
+.sev-none{background:#eef1f4;border-color:#8795a1}
+.finding{border-left:4px solid;padding:6px 12px;margin:10px 0;border-radius:4px}
+.badge{display:inline-block;font-size:.75em;font-weight:700;text-transform:uppercase;
+padding:1px 7px;border-radius:9px;color:#fff;margin-right:6px}
+.badge.critical{background:#c0392b}.badge.warning{background:#d35400}.badge.info{background:#27ae60}
+.evidence{font-size:.85em;color:#47525e;margin:4px 0}.evidence span{margin-right:14px}
+summary{cursor:pointer;color:#5b6773}details.run-meta{margin:2px 0}
+code{background:#eef1f4;padding:1px 5px;border-radius:3px;font-size:.9em}
+figure{margin:14px 0 22px}figure img{max-width:100%;height:auto;display:block;
+border:1px solid #e3e6ea}figcaption{font-size:.9em;color:#47525e;margin-top:4px}
+table{border-collapse:collapse;font-size:.85em;width:100%}
+th,td{padding:3px 8px;border-bottom:1px solid #e9ecef;text-align:right;white-space:nowrap}
+th{background:#f0f2f5;position:sticky;top:0}td.name,th.name,td.text{text-align:left}
+tr.flagged td{background:#fff4e5}.bar{display:inline-block;height:9px;background:#5b7fbf;
+vertical-align:middle;margin-right:6px}
+footer{margin-top:30px;font-size:.8em;color:#8795a1}
+"""
 
 
 def write_html(
@@ -107,9 +113,7 @@ def write_html(
         no_verdict_reason=no_verdict_reason,
         include_plots=include_plots,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return target
+    return write_file(target.parent, target.name, text)  # atomic, never through a symlink
 
 
 def render_html(
@@ -131,13 +135,13 @@ def render_html(
         diagnosis, problem = auto_diagnosis(trace)
     flagged = _flagged_layers(diagnosis)
     body = [
-        f"<h1>{escape(title)}</h1>",
+        f"<h1>{esc(title)}</h1>",
         _run_line(trace),
         verdict_html(diagnosis, problem, _first_name(prescriptions)),
         findings_html(diagnosis),
         prescriptions_html(prescriptions),
-        _trial_section(trial),
-        _plots_section(trace) if include_plots else "",
+        trial_section(trial),
+        plots_section(trace) if include_plots else "",
         "<h2 id='layers'>Per-layer table (latest measurements)</h2>",
         layer_table_html(trace.summary_rows(), flagged),
         "<footer>Made by gradientflow. Values marked – were not measured.</footer>",
@@ -146,7 +150,7 @@ def render_html(
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
         + "\n".join(part for part in body if part)
         + "\n</main></body></html>\n"
     )
@@ -166,55 +170,6 @@ def auto_diagnosis(trace: Trace) -> tuple[Diagnosis | None, str | None]:
         return None, f"the diagnosis failed: {type(exc).__name__}: {exc}"
 
 
-def figure_to_img(fig: Figure, plot_id: str, alt: str, *, dpi: int = 96) -> str:
-    """An ``<img>`` tag holding ``fig`` as an inline base64 PNG."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return (
-        f"<img id='plot-{escape(plot_id)}' class='plot' alt='{escape(alt)}' "
-        f"src='data:image/png;base64,{data}'>"
-    )
-
-
-def _plots_section(trace: Trace) -> str:
-    if trace.n_records == 0 or trace.n_layers == 0:
-        return "<h2>Plots</h2><p class='muted'>The trace holds no recorded steps.</p>"
-    figures: list[tuple[str, str, Any]] = [
-        ("profile", "Gradient flow: gradient norm per layer", plots.gradient_profile),
-        ("heat-grad", "Gradient norm per layer and step", plots.heatmap),
-        (
-            "heat-update",
-            "Relative update per layer and step",
-            lambda t: plots.heatmap(t, "rel_update"),
-        ),
-        ("activations", "Dead and saturated inputs per layer", plots.activation_health),
-        ("loss", "Training loss", plots.loss_curve),
-    ]
-    if plots.recurrent_layers(trace):
-        figures.append(("recurrent", "Gradient vs time step", plots.recurrent_time_steps))
-    parts = ["<h2 id='plots'>Plots</h2>"]
-    for plot_id, alt, draw in figures:
-        parts.append(
-            f"<figure>{figure_to_img(draw(trace), plot_id, alt)}"
-            f"<figcaption>{escape(CAPTIONS[plot_id])}</figcaption></figure>"
-        )
-    return "\n".join(parts)
-
-
-def _trial_section(trial: Any) -> str:
-    if trial is None:
-        return ""
-    rows = plots.trial_rows(trial)
-    if not rows:
-        return ""
-    img = figure_to_img(plots.trial_chart(rows), "trial", "Trial: remedies side by side")
-    return (
-        f"<h2 id='trial'>Trial</h2><figure>{img}<figcaption>{escape(CAPTIONS['trial'])}"
-        f"</figcaption></figure>{trial_table_html(rows)}"
-    )
-
-
 def _run_line(trace: Trace) -> str:
     steps = trace.steps
     span = f"steps {int(steps[0])}–{int(steps[-1])}" if steps.size else "no steps"
@@ -228,7 +183,7 @@ def _run_line(trace: Trace) -> str:
     if nonfinite:
         bits.append(f"{nonfinite} non-finite gradient entries")
     meta = [
-        f"<li><b>{escape(str(k))}</b>: {escape(_short(v, 300))}</li>"
+        f"<li><b>{esc(k)}</b>: {esc(short(v, 300))}</li>"
         for k, v in trace.meta.items()
         if isinstance(v, str | int | float | bool)
     ]
@@ -239,11 +194,6 @@ def _run_line(trace: Trace) -> str:
         else ""
     )
     return "<p class='run'>" + " · ".join(bits) + "</p>" + details
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _first_name(prescriptions: Iterable[Any] | None) -> str | None:

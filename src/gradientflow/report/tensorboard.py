@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow.diagnosis.depth import grad_ratio
 from gradientflow.errors import GradientFlowError
+from gradientflow.report._format import printable, sig3
 from gradientflow.trace import LAYER_METRICS, Trace
 
 if TYPE_CHECKING:
@@ -108,7 +110,7 @@ class TensorBoardWriter:
         if self._last_step is not None:
             rows = rows[trace.steps > self._last_step]
         names = [info.name or "(root)" for info in trace.layers]
-        ends = _first_and_last_trainable(trace)
+        ratios = grad_ratio(trace)
         for r in rows.tolist():
             step = int(trace.steps[r])
             for metric in self.metrics:
@@ -117,10 +119,8 @@ class TensorBoardWriter:
                 value = float(trace.scalars[name][r])
                 if not math.isnan(value):
                     self._writer.add_scalar(name, value, step)
-            if ends is not None:
-                first, last = trace.metrics["grad_norm"][r, list(ends)]
-                if np.isfinite(first) and np.isfinite(last) and last > 0:
-                    self._writer.add_scalar("grad_ratio/first_over_last", first / last, step)
+            if np.isfinite(ratios[r]):
+                self._writer.add_scalar("grad_ratio/first_over_last", float(ratios[r]), step)
         if rows.size:
             self._last_step = int(trace.steps[rows[-1]])
         self._writer.flush()
@@ -195,19 +195,11 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
     return "\n".join(lines)
 
 
-def _first_and_last_trainable(trace: Trace) -> tuple[int, int] | None:
-    idx = np.flatnonzero(trace.trainable)
-    return (int(idx[0]), int(idx[-1])) if idx.size >= 2 else None
-
-
 def _md(text: Any) -> str:
-    """Text safe inside Markdown: backticks and angle brackets neutralised."""
-    return str(text).replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
+    """Text safe inside Markdown: control characters escaped, backticks and angle brackets
+    neutralised."""
+    return printable(text).replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
-        return f"{float(value):.3g}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_fmt(v) for v in value[:8]) + ("…" if len(value) > 8 else "") + "]"
-    return _md(value)
+    return _md(sig3(value, missing="nan"))

@@ -1,48 +1,86 @@
-"""The diagnosis and the per-layer table for the terminal.
+"""What the terminal shows: the diagnosis, its prescriptions, the trial and the per-layer table.
 
-With colour (a TTY, or ``color=True``) and ``rich`` installed, output uses rich panels, tables
-and colours (as ANSI codes in the returned string); otherwise it is plain text, wrapped to 100
-columns. Colour is off when ``NO_COLOR`` is set, when stdout is not a terminal, or with the
-CLI's ``--no-color``.
+This is the text ``gradientflow diagnose``/``show`` print and ``Monitor.summary()`` returns.
+Plain text wraps to 100 columns; with colour (``color=True``, or a TTY without ``NO_COLOR``) the
+same text is styled, through ``rich`` when installed (``gradientflow[rich]``) and plain ANSI
+codes otherwise. Names, messages and evidence are data: control characters in them are shown
+escaped (``\\x1b``), with or without colour, and rich markup in them is never interpreted.
 
 >>> from gradientflow.diagnosis.findings import Diagnosis, Finding
->>> d = Diagnosis([Finding("vanishing", "critical", ["fc0"], {"ratio": 1e-18},
-...                        "Gradients vanish.", ["swap_activation:relu"])])
->>> print(render_diagnosis(d, color=False))
-CRITICAL: 1 problem found
+>>> f = Finding("vanishing", "critical", ["fc0"], {"first_to_last": 1e-18}, "Gradients vanish.")
+>>> print(render(Diagnosis([f])))
+Verdict: UNHEALTHY - gradients vanish toward the input (critical).
 <BLANKLINE>
-[critical] vanishing in fc0
-    Gradients vanish.
-    evidence: ratio = 1e-18
-    try: swap_activation:relu
+CRITICAL vanishing  layers: fc0
+  Gradients vanish.
+  evidence: first_to_last=1.00e-18
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 import sys
 import textwrap
+from collections.abc import Callable, Iterable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gradientflow.trace import Trace
+from gradientflow.report._format import layer_list, number, pct, printable, sci
 
 if TYPE_CHECKING:
-    from gradientflow.diagnosis.findings import Diagnosis, Finding
+    from torch import nn
 
+    from gradientflow.diagnosis.findings import Diagnosis, Finding
+    from gradientflow.trace import Trace
+
+__all__ = [
+    "HEADLINES",
+    "layer_table",
+    "paint",
+    "prescription_lines",
+    "render",
+    "render_diagnosis",
+    "render_finding",
+    "trial_text",
+    "use_color",
+    "verdict",
+]
+
+#: A few words per kind for the verdict line.
+HEADLINES: dict[str, str] = {
+    "vanishing": "gradients vanish toward the input",
+    "exploding": "gradients explode",
+    "nonfinite": "NaN/Inf values in training",
+    "dead_units": "dead ReLU units",
+    "saturation": "saturated sigmoid/tanh units",
+    "weights_to_zero": "weights collapse toward zero",
+    "stagnation": "learning stagnates",
+    "vanishing_through_time": "gradients vanish through time (recurrent layer)",
+    "exploding_through_time": "gradients explode through time (recurrent layer)",
+}
 WIDTH = 100
-SPARK = "▁▂▃▄▅▆▇█"
-STYLE = {"critical": "bold red", "warning": "yellow", "info": "green"}
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("grad_norm", "grad norm"),
-    ("out_grad_norm", "dL/d(out)"),
-    ("rel_update", "rel upd"),
-    ("in_dead_frac", "dead in"),
-    ("in_sat_frac", "sat in"),
-)
+MAX_PRESCRIPTIONS = 3
+_RICH = {
+    "critical": "bold red",
+    "warning": "yellow",
+    "info": "cyan",
+    "healthy": "bold green",
+    "dim": "dim",
+    "head": "bold",
+}
+_ANSI = {
+    "critical": "\033[1;31m",
+    "warning": "\033[33m",
+    "info": "\033[36m",
+    "healthy": "\033[1;32m",
+    "dim": "\033[2m",
+    "head": "\033[1m",
+}
+_RESET = "\033[0m"
+_TABLE_HEADERS = ("depth", "layer", "kind", "grad norm", "rel update", "dead", "saturated")
+
+Extra = Callable[["Finding"], list[str]]
 
 
 def use_color(color: bool | None = None, stream: Any = None) -> bool:
@@ -55,186 +93,202 @@ def use_color(color: bool | None = None, stream: Any = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def _rich_available() -> bool:
+@cache
+def _rich_console() -> Any:
     try:
-        import rich  # noqa: F401
+        from rich.console import Console
     except ImportError:
-        return False
-    return True
-
-
-def render_diagnosis(
-    diagnosis: Diagnosis, trace: Trace | None = None, color: bool | None = None
-) -> str:
-    """The verdict, then one block per finding; with ``trace``, a line about the run and a
-    sparkline of the gradient norm per layer (input to output, log scale)."""
-    headline = _headline(diagnosis)
-    context = _context_lines(trace) if trace is not None else []
-    if use_color(color) and _rich_available():
-        return _rich_diagnosis(diagnosis, headline, context)
-    out = [headline, *context, ""]
-    for f in diagnosis.findings:
-        out.extend(_plain_finding(f))
-    return "\n".join(out).rstrip()
-
-
-def render_table(trace: Trace, color: bool | None = None) -> str:
-    """The per-layer table of the latest measurements (``Trace.summary_rows()``).
-
-    >>> t = Trace.build(["fc1", "fc2"], steps=[0], grad_norm=[[1e-6, 1.0]])
-    >>> print(render_table(t, color=False))  # doctest: +NORMALIZE_WHITESPACE
-    #  layer  kind    act  flow  grad norm  dL/d(out)  rel upd  dead in  sat in
-    0  fc1    Linear  -    ▁     1e-06      -          -        -        -
-    1  fc2    Linear  -    █     1          -          -        -        -
-    """
-    rows = trace.summary_rows()
-    spark = sparkline([r["grad_norm"] for r in rows])
-    header = ["#", "layer", "kind", "act", "flow", *(label for _, label in TABLE_COLUMNS)]
-    body = [
-        [
-            str(r["depth"]),
-            r["name"],
-            r["kind"],
-            info.input_activation or "-",
-            spark[i],
-            *(fmt(r[key]) for key, _ in TABLE_COLUMNS),
-        ]
-        for i, (r, info) in enumerate(zip(rows, trace.layers, strict=True))
-    ]
-    if use_color(color) and _rich_available():
-        return _rich_table(header, body, trace)
-    widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(header)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *body]
-    ]
-    return "\n".join(lines)
-
-
-def fmt(value: Any) -> str:
-    """A number in 3 significant digits; ``-`` when not measured (NaN)."""
-    if isinstance(value, float | int | np.floating) and not isinstance(value, bool):
-        x = float(value)
-        return "-" if math.isnan(x) else f"{x:.3g}"
-    return str(value)
-
-
-def sparkline(values: Any) -> str:
-    """One block character per value on a log scale (space where not drawable).
-
-    >>> sparkline([1e-8, 1e-4, 1.0, float("nan")])
-    '▁▅█ '
-    """
-    arr = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(arr) & (arr > 0)
-    if not ok.any():
-        return " " * arr.size
-    logs = np.log10(np.where(ok, arr, 1.0))
-    lo, hi = float(logs[ok].min()), float(logs[ok].max())
-    scale = (logs - lo) / (hi - lo) if hi > lo else np.ones_like(logs)
-    return "".join(
-        SPARK[int(s * (len(SPARK) - 1) + 0.5)] if k else " " for s, k in zip(scale, ok, strict=True)
-    )
-
-
-def _headline(diagnosis: Diagnosis) -> str:
-    if diagnosis.healthy:
-        extra = f" ({len(diagnosis.findings)} note(s))" if diagnosis.findings else ""
-        return f"HEALTHY: no vanishing or exploding gradients found{extra}"
-    n = len(diagnosis.at_least("warning"))
-    return f"{str(diagnosis.worst).upper()}: {n} problem{'s' * (n != 1)} found"
-
-
-def _context_lines(trace: Trace) -> list[str]:
-    span = f"steps {int(trace.steps[0])}-{int(trace.steps[-1])}" if trace.n_records else "no steps"
-    lines = [f"{trace.n_layers} layers, {trace.n_records} recorded steps ({span})"]
-    spark = sparkline(trace.last_measured("grad_norm"))
-    if spark.strip():
-        lines.append(f"gradient norm per layer, input -> output (log): {spark}")
-    return lines
-
-
-def _layers_text(f: Finding, limit: int = 6) -> str:
-    names = [str(x) for x in f.layers or []]
-    text = ", ".join(names[:limit])
-    return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _finding_details(f: Finding) -> list[tuple[str, str]]:
-    """(label, text) lines under a finding: message, evidence, remedies."""
-    out = [("", str(f.message))]
-    if f.evidence:
-        out.append(("evidence: ", ", ".join(f"{k} = {_short(v)}" for k, v in f.evidence.items())))
-    if f.remedies:
-        out.append(("try: ", ", ".join(str(r) for r in f.remedies)))
-    return out
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return (
-            "[" + ", ".join(fmt(v) for v in value[:6]) + (", ..." if len(value) > 6 else "") + "]"
-        )
-    return fmt(value)
-
-
-def _plain_finding(f: Finding) -> list[str]:
-    where = _layers_text(f)
-    lines = [f"[{f.severity}] {f.kind}" + (f" in {where}" if where else "")]
-    for label, text in _finding_details(f):
-        lines.extend(
-            textwrap.wrap(label + text, WIDTH, initial_indent="    ", subsequent_indent="      ")
-            or ["    "]
-        )
-    return [*lines, ""]
-
-
-def _console() -> Any:
-    from rich.console import Console
-
+        return None
     return Console(
         file=io.StringIO(),
         force_terminal=True,
         color_system="standard",
-        width=WIDTH,
+        width=10_000,
         highlight=False,
         emoji=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 
-def _rich_diagnosis(diagnosis: Diagnosis, headline: str, context: list[str]) -> str:
-    from rich.padding import Padding
+def paint(text: str, style: str, color: bool) -> str:
+    """``text`` in the style named ``style`` (a severity, ``dim`` or ``head``) when ``color``.
+
+    >>> paint("x", "critical", False), paint("x", "critical", True).count("x")
+    ('x', 1)
+    """
+    if not color or style not in _ANSI:
+        return text
+    console = _rich_console()
+    if console is None:
+        return f"{_ANSI[style]}{text}{_RESET}"
     from rich.text import Text
 
-    console = _console()
-    style = "bold green" if diagnosis.healthy else STYLE.get(str(diagnosis.worst), "bold")
-    console.print(Text(headline, style=style))
-    for line in context:
-        console.print(Text(line, style="dim"))
-    for f in diagnosis.findings:
-        where = _layers_text(f)
-        head = Text.assemble(
-            (f"[{f.severity}] ", STYLE.get(f.severity, "")),
-            (str(f.kind), "bold"),
-            (f" in {where}" if where else "", ""),
+    buf = console.file
+    buf.seek(0)
+    buf.truncate()
+    console.print(Text(text, style=_RICH[style]), end="")
+    return str(buf.getvalue())
+
+
+def verdict(diagnosis: Diagnosis, color: bool = False) -> str:
+    """One line: healthy, or the kinds found with their severities, worst first."""
+    serious = diagnosis.at_least("warning")
+    if not serious:
+        steps = diagnosis.meta.get("recorded_steps")
+        where = f" in {printable(steps)} recorded steps" if steps else ""
+        return paint(f"Verdict: healthy - no warning or critical finding{where}.", "healthy", color)
+    parts = [f"{printable(HEADLINES.get(f.kind, f.kind))} ({f.severity})" for f in serious]
+    style = "critical" if diagnosis.worst == "critical" else "warning"
+    return paint("Verdict: UNHEALTHY - " + "; ".join(parts) + ".", style, color)
+
+
+def _flat(evidence: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Scalar evidence items, nested dicts flattened with dotted keys; long lists skipped."""
+    for key, value in evidence.items():
+        if isinstance(value, dict):
+            if len(value) <= 8:
+                yield from _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, list | tuple):
+            if len(value) <= 4 and all(not isinstance(v, list | dict) for v in value):
+                yield f"{prefix}{key}", "[" + ", ".join(number(v) for v in value) + "]"
+        elif value is not None:
+            yield f"{prefix}{key}", value
+
+
+def evidence_line(evidence: dict[str, Any]) -> str:
+    """``key=value`` pairs of the scalar evidence, for one wrapped paragraph."""
+    return ", ".join(f"{printable(k)}={number(v)}" for k, v in _flat(evidence))
+
+
+def render_finding(finding: Finding, color: bool = False, extra: Extra | None = None) -> str:
+    """A finding as a block of text: header, message, evidence, remedies, extra lines."""
+    wrap = textwrap.TextWrapper(width=WIDTH, initial_indent="  ", subsequent_indent="  ")
+    title = f"{printable(finding.severity).upper():8s} {printable(finding.kind)}"
+    head = paint(title, finding.severity, color)
+    lines = [f"{head}  layers: {layer_list(finding.layers)}", wrap.fill(printable(finding.message))]
+    ev = evidence_line(finding.evidence)
+    if ev:
+        text = textwrap.fill(
+            "evidence: " + ev, width=WIDTH, initial_indent="  ", subsequent_indent="    "
         )
-        console.print()
-        console.print(head)
-        for label, text in _finding_details(f):
-            console.print(Padding(Text.assemble((label, "dim"), text), (0, 0, 0, 4)))
-    return str(console.file.getvalue())
+        lines.append(paint(text, "dim", color))
+    if finding.remedies:
+        names = ", ".join(printable(r) for r in finding.remedies)
+        lines.append(wrap.fill("remedies to try: " + names))
+    if extra is not None:
+        lines.extend("  " + line for line in extra(finding))  # our own text: remedy names
+    return "\n".join(lines)
 
 
-def _rich_table(header: list[str], body: list[list[str]], trace: Trace) -> str:
-    from rich.table import Table
-    from rich.text import Text
+def render(
+    diagnosis: Diagnosis,
+    table: str | None = None,
+    *,
+    color: bool = False,
+    extra: Extra | None = None,
+    header: str | None = None,
+) -> str:
+    """The CLI's text: ``header``, the verdict, findings (most severe first), then ``table``.
 
-    table = Table(title="Per-layer gradient flow (latest measurements)", title_justify="left")
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i in (1, 2, 3, 4) else "right", no_wrap=i != 1)
-    frozen = ~trace.trainable
-    for j, row in enumerate(body):
-        table.add_row(*(Text(c) for c in row), style="dim" if frozen[j] else None)
-    console = _console()
-    console.print(table)
-    return str(console.file.getvalue())
+    ``extra(finding)`` may add lines under each finding (see :func:`prescription_lines`).
+    """
+    blocks = [printable(header)] if header else []
+    blocks.append(verdict(diagnosis, color))
+    blocks += [render_finding(f, color, extra) for f in diagnosis.findings]
+    if table:
+        title = paint("Per layer (input to output, latest measured values):", "head", color)
+        blocks.append(title + "\n" + table)
+    return "\n\n".join(blocks)
+
+
+def render_diagnosis(
+    diagnosis: Diagnosis,
+    trace: Trace | None = None,
+    *,
+    color: bool | None = None,
+    model: nn.Module | None = None,
+    prescriptions: bool = True,
+) -> str:
+    """:func:`render` with the per-layer table of ``trace`` and, unless ``prescriptions=False``,
+    up to three prescriptions per finding (those that apply to ``model`` when given)."""
+    on = use_color(color)
+    table = layer_table(trace, color=on) if trace is not None else None
+    extra: Extra | None = None
+    if prescriptions:
+
+        def extra(finding: Finding) -> list[str]:
+            return prescription_lines(finding, model)
+
+    return render(diagnosis, table, color=on, extra=extra)
+
+
+def prescription_lines(finding: Finding, model: nn.Module | None = None) -> list[str]:
+    """Up to three prescriptions (the finding's remedies that apply to ``model``), best first.
+
+    Each is wrapped to fit a terminal; continuation lines are indented by four spaces.
+
+    >>> from gradientflow.diagnosis.findings import Finding
+    >>> f = Finding("vanishing", "critical", ["0"], {}, "Gradients vanish.", ["add_batchnorm"])
+    >>> prescription_lines(f)[0].split(":")[:2]
+    ['prescription', ' add_batchnorm — BatchNorm']
+    """
+    from gradientflow.remedies.registry import REGISTRY
+
+    lines: list[str] = []
+    for name in getattr(finding, "remedies", []):
+        remedy = REGISTRY.get(name)
+        if remedy is None or (model is not None and remedy.applicable(model) is not None):
+            continue
+        lr = f" (SGD lr {remedy.lr:g})" if remedy.lr is not None else ""
+        text = f"prescription: {name} — {remedy.title}: {remedy.changes}{lr}"
+        lines.append(textwrap.fill(text, width=98, subsequent_indent="    "))
+        if len(lines) == MAX_PRESCRIPTIONS:
+            break
+    return lines
+
+
+def layer_rows(trace: Trace) -> list[tuple[str, ...]]:
+    """The per-layer table's cells, one tuple of strings per layer, input to output."""
+    rows: list[tuple[str, ...]] = []
+    for r in trace.summary_rows():
+        name = printable(r["name"]) + ("" if r["trainable"] else " (frozen)")
+        cells = (sci(r["grad_norm"]), sci(r["rel_update"]))
+        dead_sat = (pct(r["in_dead_frac"]), pct(r["in_sat_frac"]))
+        rows.append((str(r["depth"]), name, printable(r["kind"]), *cells, *dead_sat))
+    return rows
+
+
+def layer_table(trace: Trace, color: bool = False) -> str:
+    """Aligned columns of each layer's latest measured values (``Monitor.summary()``).
+
+    >>> from gradientflow.trace import Trace
+    >>> t = Trace.build(["fc1", "fc2"], steps=[0], grad_norm=[[1e-9, 0.5]])
+    >>> print(layer_table(t))
+    depth  layer  kind    grad norm  rel update  dead  saturated
+    0      fc1    Linear  1.00e-09   -           -     -
+    1      fc2    Linear  5.00e-01   -           -     -
+    """
+    rows = [_TABLE_HEADERS, *layer_rows(trace)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADERS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    if color:
+        lines[0] = paint(lines[0], "head", True)
+        frozen = [j + 1 for j, ok in enumerate(trace.trainable) if not ok]
+        for j in frozen:
+            lines[j] = paint(lines[j], "dim", True)
+    return "\n".join(lines)
+
+
+def trial_text(table: Any, steps: int) -> str:
+    """The trial's heading and its table (the table renders itself, remedy names as given)."""
+    head = (
+        f"Trial: baseline and {len(table) - 1} remedies, {steps} steps each on the same "
+        f"batches ({table.meta['optimizer']}, baseline lr {table.meta['base_lr']:g}; each "
+        "remedy with the learning rate it suggests).\n"
+        "grad first/last = gradient norm of the first layer / the last layer at step 0."
+    )
+    return f"{head}\n\n{table}"

@@ -1,11 +1,4 @@
-"""Pictures of a Trace: each function takes a Trace and returns a matplotlib Figure.
-
-Plots read only the Trace (never the model), so they work on saved runs and hand-made traces.
-matplotlib is an optional extra (``pip install gradientflow[plots]``) imported inside each
-function; figures are drawn on the Agg canvas, with no display and no global pyplot state.
-
-Values that cannot be drawn on a log scale (NaN, Inf, zero) are left out and counted in a note
-on the figure, so a run that blew up still gets its pictures.
+"""Pictures across depth: the gradient-flow profile, layer × step heat maps, activation health.
 
 >>> from gradientflow.trace import Trace
 >>> t = Trace.build(["fc1", "fc2", "fc3"], steps=[0, 10],
@@ -13,9 +6,6 @@ on the figure, so a run that blew up still gets its pictures.
 >>> fig = gradient_profile(t)
 >>> fig.axes[0].get_yscale()
 'log'
-
-The recurrent plot and the trial chart live in :mod:`gradientflow.report.plots_more`; they are
-re-exported here, so every plot is ``gradientflow.report.plots.<name>``.
 """
 
 from __future__ import annotations
@@ -26,38 +16,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._mpl import (
+from gradientflow.report.plots._mpl import (
     figure_and_axes,
     layer_axis,
-    new_figure,
     note,
     positive,
     step_colors,
-)
-from gradientflow.report.plots_more import (
-    recurrent_layers,
-    recurrent_time_steps,
-    trial_chart,
-    trial_rows,
 )
 from gradientflow.trace import LAYER_METRICS, Trace
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-__all__ = [
-    "activation_health",
-    "gradient_profile",
-    "heatmap",
-    "loss_curve",
-    "new_figure",
-    "pick_rows",
-    "recurrent_layers",
-    "recurrent_time_steps",
-    "trial_chart",
-    "trial_rows",
-]
 
 
 def pick_rows(
@@ -218,50 +188,6 @@ def activation_health(trace: Trace, *, ax: Axes | None = None) -> Figure:
     ax.grid(True, axis="y", alpha=0.3)
     if np.all(np.isnan(dead)) and np.all(np.isnan(sat)):
         note(ax, "no activation statistics recorded")
-    return fig
-
-
-def loss_curve(trace: Trace, *, ax: Axes | None = None) -> Figure:
-    """Training loss against optimizer step; non-finite losses and skipped steps marked in red.
-
-    The y axis is logarithmic when the finite positive losses span more than a factor of 100.
-
-    >>> t = Trace.build(["a"], steps=[0, 1, 2], loss=[2.3, 1.0, 0.5])
-    >>> [float(v) for v in loss_curve(t).axes[0].lines[0].get_ydata()]
-    [2.3, 1.0, 0.5]
-    """
-    fig, ax = figure_and_axes(ax, 8.0, 3.4)
-    loss = trace.loss
-    finite = np.isfinite(loss)
-    ax.plot(
-        trace.steps[finite],
-        loss[finite],
-        "-",
-        color="#2c3e50",
-        lw=1.4,
-        marker="o" if finite.sum() < 30 else None,
-        ms=3,
-        label="loss",
-    )
-    pos = loss[finite & (loss > 0)]
-    if pos.size and pos.min() > 0 and pos.max() / pos.min() > 100:
-        ax.set_yscale("log")
-    for label, mask in (
-        ("non-finite loss", ~finite & ~np.isnan(loss)),
-        ("skipped step", trace.scalars["skipped"] == 1.0),
-    ):
-        for i, s in enumerate(trace.steps[mask]):
-            ax.axvline(
-                float(s), color="#c0392b", lw=0.8, alpha=0.6, label=label if i == 0 else None
-            )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title("Training loss")
-    ax.grid(True, alpha=0.3)
-    if not finite.any():
-        note(ax, "no finite loss logged (call mon.log(loss=...))")
-    else:
-        ax.legend(fontsize=8, loc="best")
     return fig
 
 

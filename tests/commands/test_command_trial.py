@@ -90,3 +90,26 @@ def test_unknown_trial_remedy_is_a_one_line_error(capsys: pytest.CaptureFixture[
     argv = ["diagnose", "--steps", "5", "--trial", "--trial-remedies", "dropout"]
     assert main(argv) == 2
     assert "unknown remedy 'dropout'" in capsys.readouterr().err
+
+
+def test_trial_command_names_or_prescribes_its_remedies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(RECIPE)
+    spec = f"{path}:recipe"
+    argv = ["trial", spec, "--steps", "10", "--remedies", "to_lstm", "--out", str(tmp_path / "t")]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert sorted(r["name"] for r in doc["rows"]) == ["baseline", "to_lstm"]  # best first
+    assert doc["meta"]["steps"] == 10
+    assert "Trial: baseline and 1 remedies, 10 steps each" in captured.err
+    assert json.loads((tmp_path / "t" / "trial.json").read_text()) == doc
+    # without --remedies: trained and diagnosed first, then the prescribed remedies are trialled
+    assert main(["trial", "--steps", "5", "--diagnose-steps", "20"]) == 0  # the demo vanishes
+    out = capsys.readouterr().out
+    table = out[out.index("Trial: baseline and ") :]
+    assert "5 steps each" in table and "swap_activation:relu" in table
+    assert main(["trial", spec, "--remedies", "dropout"]) == 2
+    assert "unknown remedy 'dropout'" in capsys.readouterr().err

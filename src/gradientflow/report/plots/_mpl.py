@@ -1,4 +1,8 @@
-"""Small matplotlib helpers shared by the plot modules (figures on the Agg canvas)."""
+"""Small matplotlib helpers shared by the plot modules (figures on the Agg canvas).
+
+Text that comes from the user (layer and remedy names) goes through :func:`plain` before it
+reaches a figure, so ``$...$`` in a name is never read as mathtext.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.report._format import printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,10 +31,33 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: Positive values are drawn inside this range (matplotlib's log axes overflow near 1e308
+#: once they add their margins); a value outside it is drawn at the edge.
+LOG_RANGE = (1e-150, 1e150)
+
+
 def positive(values: Any) -> np.ndarray:
-    """Values as float, with NaN for everything a log axis cannot show (NaN, ±Inf, <= 0)."""
+    """Values as float, with NaN for everything a log axis cannot show (NaN, ±Inf, <= 0),
+    finite ones clipped to :data:`LOG_RANGE`.
+
+    >>> positive([0.0, 1e-300, 2.0, float("inf"), 1e308]).tolist()
+    [nan, 1e-150, 2.0, nan, 1e+150]
+    """
     arr = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(arr) & (arr > 0), arr, np.nan)
+    ok = np.isfinite(arr) & (arr > 0)
+    return np.where(ok, np.clip(np.where(ok, arr, 1.0), *LOG_RANGE), np.nan)
+
+
+def finite(values: Any) -> np.ndarray:
+    """Values as float for a linear axis: NaN for NaN/±Inf, the rest clipped to ±1e150.
+
+    >>> finite([1e308, -float("inf"), 2.0]).tolist()
+    [1e+150, nan, 2.0]
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(arr)
+    limit = LOG_RANGE[1]
+    return np.where(ok, np.clip(np.where(ok, arr, 0.0), -limit, limit), np.nan)
 
 
 def note(ax: Axes, text: str) -> None:
@@ -39,12 +67,24 @@ def note(ax: Axes, text: str) -> None:
     )
 
 
+def plain(text: object) -> str:
+    """``text`` as matplotlib should show it literally: control characters escaped and every
+    ``$`` escaped, so mathtext never parses it.
+
+    >>> plain("$x_1$")
+    '\\\\$x_1\\\\$'
+    """
+    return printable(text).replace("$", r"\$")
+
+
 def short_label(name: str, limit: int = 22) -> str:
-    """A layer name cut to ``limit`` characters for tick labels (the middle is elided)."""
-    if len(name) <= limit:
-        return name
-    keep = (limit - 1) // 2
-    return name[:keep] + "…" + name[-(limit - 1 - keep) :]
+    """A layer name cut to ``limit`` characters for tick labels (the middle is elided), made
+    :func:`plain`."""
+    name = printable(name)
+    if len(name) > limit:
+        keep = (limit - 1) // 2
+        name = name[:keep] + "…" + name[-(limit - 1 - keep) :]
+    return plain(name)
 
 
 def layer_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
