@@ -22,22 +22,19 @@ to also record the steps GradScaler skips because it found inf/NaN.
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
 from types import TracebackType
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
-import numpy as np
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.listeners import listeners_for
-from gradientflow.probes import ActivationProbe, GradientProbe, Probe, WeightProbe, declare
-from gradientflow.probes.hooks import Stopper, bound_hook
-from gradientflow.probes.layers import LayerInfo, Watched, candidate_modules, optimizer_param_ids
-from gradientflow.recorder import Flush, Recorder
+from gradientflow.options import Options, check_arguments
+from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
+from gradientflow.recorder import Recorder, loss_value
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
 
@@ -45,21 +42,6 @@ MEASURING_POINT = (
     "gradients are read at the optimizer step (step pre-hook): after gradient accumulation and, "
     "under torch.amp.GradScaler, after unscale_, so values are unscaled"
 )
-
-
-class Options(TypedDict, total=False):
-    """The keyword options of :func:`watch` and :class:`Monitor` (see :func:`watch`)."""
-
-    log_dir: str | os.PathLike[str] | None
-    schedule: Schedule | None
-    scaler: Any
-    zero_threshold: float
-    saturation_eps: float
-    flush_every: int
-    warn: bool
-    probes: tuple[Probe, ...] | list[Probe]
-    tensorboard: str | os.PathLike[str] | None
-    through_time: bool
 
 
 class Monitor:
@@ -81,28 +63,21 @@ class Monitor:
         tensorboard: str | os.PathLike[str] | None = None,
         through_time: bool = True,
     ) -> None:
-        _check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
+        check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.schedule = schedule or Schedule()
         self.flush_every = flush_every
-        self.watched = Watched(model, optimizer, candidate_modules(model), self.schedule)
-        builtin = [GradientProbe(), WeightProbe(zero_threshold), ActivationProbe(saturation_eps)]
-        self.probes: list[Probe] = [*builtin, *probes]
+        self.watched = Watched.of(model, optimizer, self.schedule)
+        self.probes = [*builtin_probes(zero_threshold, saturation_eps), *probes]
         if through_time:
-            self.probes += _recurrent_probes(model, self.probes)
+            self.probes += recurrent_probes(model, skip=self.probes)
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
-        self.recorder = Recorder(
-            [c for p in self.probes for c in p.layer_columns],
-            ["loss", "skipped", "full", *(c for p in self.probes for c in p.step_columns)],
-        )
+        self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
         for listener, flush_at in listeners_for(log_dir, tensorboard, warn):
             self.recorder.add_listener(listener, flush_at)
         self.step_count = 0
         self._handles: list[Any] = []
-        self._order_handles: list[Any] = []
-        self._first_use: dict[int, int] = {}
-        self._hooks = Stopper("the layer order")
         self._current: dict[str, Any] | None = None
         self._manual_pending: dict[str, Any] | None = None
         self._pending_loss: Any = None
@@ -110,7 +85,6 @@ class Monitor:
         self._stepped = self._attached = False
         self._broken: str | None = None
         self._failed_steps = 0
-        self._untracked: list[str] = []
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> Monitor:
@@ -118,10 +92,7 @@ class Monitor:
         if self._attached:
             raise GradientFlowError("Monitor.attach(): already attached")
         try:
-            if self.watched.layers is None:
-                for _, module in self.watched.candidates:
-                    hook = bound_hook(module, self._hooks, self._note_first_use)
-                    self._order_handles.append(module.register_forward_pre_hook(hook))
+            self.watched.follow_order()
             if self.optimizer is not None:
                 self._handles.append(self.optimizer.register_step_pre_hook(self._opt_pre_hook))
                 self._handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
@@ -147,15 +118,16 @@ class Monitor:
             self._void_failed_step()
             self._safely(self._finish_manual_update)
             self._safely(self._flush)
-            self._safely(self.recorder.close, self._event({}))
+            self._safely(self.recorder.close)
         finally:
             self._remove_hooks()
             self._attached = False
 
     def _remove_hooks(self) -> None:
-        for handle in self._handles + self._order_handles:
+        for handle in self._handles:
             handle.remove()
-        self._handles, self._order_handles = [], []
+        self._handles = []
+        self.watched.stop_following()
         if self.scaler is not None:
             self.scaler.__dict__.pop("step", None)
         for probe in self.probes:
@@ -171,9 +143,6 @@ class Monitor:
         tb: TracebackType | None,
     ) -> None:
         self._detach()  # not detach(): an empty run must not hide the user's exception
-
-    def _note_first_use(self, module: nn.Module, args: Any) -> None:
-        self._first_use.setdefault(id(module), len(self._first_use))
 
     def _wrap_scaler(self) -> None:
         original = self.scaler.step
@@ -196,7 +165,7 @@ class Monitor:
         """
         if loss is None:
             return
-        value = _loss_value(loss)
+        value = loss_value(loss)
         if self._awaiting_loss is not None:
             self._awaiting_loss["loss"] = value
             self._awaiting_loss = None
@@ -282,10 +251,7 @@ class Monitor:
         if not self.schedule.records(step):
             self._pending_loss = None
             return
-        self.watched.build(self._first_use)
-        for handle in self._order_handles:
-            handle.remove()
-        self._order_handles = []
+        self.watched.build()
         full = self.schedule.is_full(step)
         rec: dict[str, Any] = {"step": step, "full": full, "loss": self._pending_loss}
         self._pending_loss = None
@@ -318,51 +284,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ flush and trace
     def _flush(self) -> None:
-        """Move pending records to the host in one transfer and hand them to the listeners."""
-        index = self.watched.index
-        if index is None:
-            return
-        chunk = self.recorder.flush(index.n_layers, index.device, keep=self._manual_pending)
-        if chunk is not None:
-            self.recorder.notify(self._event(chunk))
-
-    def _event(self, chunk: dict[str, np.ndarray]) -> Flush:
-        layers = self._layer_infos() if self.watched.layers is not None else []
-        return Flush(chunk, layers, self._meta(), self._extras(), self._trace, self.diagnose)
-
-    def _layer_infos(self) -> list[LayerInfo]:
-        layers = self.watched.layers
-        assert layers is not None
-        self._check_growth()
-        for probe in self.probes:
-            probe.annotate(layers)
-        return [layer.info() for layer in layers]
-
-    def _check_growth(self) -> None:
-        """Param groups added later are followed; parameters outside every layer reported."""
-        assert self.watched.layers is not None and self.watched.index is not None
-        ids = optimizer_param_ids(self.optimizer)
-        for layer in self.watched.layers:
-            layer.trainable = any(
-                p.requires_grad and (ids is None or id(p) in ids) for p in layer.params
-            )
-        known = {id(p) for p in self.watched.index.params}
-        new = [n for n, p in self.model.named_parameters() if id(p) not in known]
-        if new and not self._untracked:
-            warnings.warn(
-                f"gradientflow: parameters added after the first step are not recorded: "
-                f"{', '.join(new[:5])}{' ...' if len(new) > 5 else ''} (layers are fixed at the "
-                "first step; watch the model again to follow them)",
-                GradientFlowWarning,
-                stacklevel=5,
-            )
-        self._untracked = new or self._untracked
-
-    def _extras(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for probe in self.probes:
-            out.update(probe.extras())
-        return out
+        self.recorder.flush(keep=self._manual_pending)
 
     def _meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -371,33 +293,19 @@ class Monitor:
             "measuring_point": MEASURING_POINT,
             "schedule": self.schedule.to_dict(),
             "steps_seen": self.step_count,
-            "layer_order": "first use in forward" if self._first_use else "registration",
+            "layer_order": "first use in forward" if self.watched.first_use else "registration",
             "torch": torch.__version__,
             "recording_error": self._broken,
         }
-        for probe in self.probes:
-            meta.update(probe.meta())
         if self._failed_steps:
             meta["failed_optimizer_steps"] = self._failed_steps
-        if self._untracked:
-            meta["untracked_parameters"] = list(self._untracked)
         return meta
-
-    def _trace(self) -> Trace:
-        if self.watched.layers is None:
-            raise GradientFlowError(
-                "Monitor.trace: nothing was recorded yet (no optimizer step was seen; without an "
-                "optimizer, call monitor.step() after backward())"
-            )
-        return Trace.concat(
-            self._layer_infos(), self.recorder.chunks, extras=self._extras(), meta=self._meta()
-        )
 
     @property
     def trace(self) -> Trace:
         """Everything recorded so far, as a :class:`~gradientflow.trace.Trace`."""
         self._safely(self._flush)
-        return self._trace()
+        return self.recorder.trace()
 
     def summary(self) -> str:
         """A per-layer table (depth, name, gradient norm, relative update, dead/saturated)."""
@@ -420,74 +328,15 @@ class Monitor:
         return write_html(self.trace, path, self.diagnose(), prescriptions, trial)
 
 
-def _check_arguments(
-    model: Any, optimizer: Any, flush_every: int, zero_threshold: float, saturation_eps: float
-) -> None:
-    if not isinstance(model, nn.Module):
-        raise GradientFlowError(f"watch(): `model` must be an nn.Module, got {type(model)!r}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise GradientFlowError(
-            f"watch(): `optimizer` must be a torch.optim.Optimizer or None, got {type(optimizer)!r}"
-        )
-    if flush_every < 1:
-        raise GradientFlowError(f"watch(): `flush_every` must be >= 1, got {flush_every}")
-    if not zero_threshold > 0:
-        raise GradientFlowError(f"watch(): `zero_threshold` must be > 0, got {zero_threshold}")
-    if not 0 < saturation_eps < 0.5:
-        raise GradientFlowError(
-            f"watch(): `saturation_eps` must be in (0, 0.5), got {saturation_eps}"
-        )
-    if optimizer is not None:
-        ids = optimizer_param_ids(optimizer) or set()
-        if not ids & {id(p) for p in model.parameters()}:
-            raise GradientFlowError(
-                "watch(): the optimizer updates none of the model's parameters; pass the "
-                "optimizer that trains this model"
-            )
-
-
-def _loss_value(loss: Any) -> torch.Tensor | float:
-    """The loss as a detached scalar tensor or a float; a clear error for anything else."""
-    what = f"Monitor.log(): `loss` must be a real number or a scalar tensor, got {loss!r:.60}"
-    if isinstance(loss, torch.Tensor):
-        if loss.numel() != 1:
-            raise GradientFlowError(
-                f"Monitor.log(): loss must be a scalar, got a tensor of shape {tuple(loss.shape)}"
-            )
-        if loss.is_complex() or loss.dtype == torch.bool:
-            raise GradientFlowError(f"{what} (dtype {loss.dtype})")
-        return loss.detach()
-    if isinstance(loss, np.ndarray) and loss.size == 1 and loss.dtype.kind in "iuf":
-        return float(loss.reshape(()))
-    if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
-        return float(loss)
-    raise GradientFlowError(what)
-
-
-def _recurrent_probes(model: nn.Module, given: list[Probe]) -> list[Probe]:
-    """A gradient-through-time probe for each recurrent module not already probed."""
-    from gradientflow.probes.recurrent import RecurrentProbe, recurrent_probes
-
-    covered = {id(p.module) for p in given if isinstance(p, RecurrentProbe)}
-    return [p for p in recurrent_probes(model) if id(p.module) not in covered]
-
-
 def watch(
     model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **options: Unpack[Options]
 ) -> Monitor:
     """Watch ``model``'s gradient flow; returns a :class:`Monitor` (use it with ``with``).
 
     With ``optimizer`` the monitor records at every ``optimizer.step()`` by itself. Without
-    one, call ``monitor.step()`` after ``backward()``. ``log_dir`` appends the trace to a
-    folder as it goes (a killed run leaves a trace that loads); ``schedule`` sets what is
-    recorded when (default: every step for 1000 steps, then thinner; full statistics every
-    50th step; ``Schedule.everything()`` for all of it every step); ``scaler`` (a
-    ``torch.amp.GradScaler``) lets skipped steps be recorded; ``warn=True`` raises a Python
-    warning, once per kind, as soon as a critical finding appears; ``tensorboard`` writes
-    per-layer scalars and the findings to a TensorBoard log folder as it goes. Every
-    ``nn.RNN``/``nn.LSTM``/``nn.GRU`` gets a gradient-through-time probe by itself
-    (``through_time=False`` turns that off; pass your own ``RecurrentProbe`` in ``probes`` to
-    configure it, or to follow a cell stepped in a Python loop).
+    one, call ``monitor.step()`` after ``backward()``. The keyword ``options`` (``log_dir``,
+    ``schedule``, ``scaler``, ``warn``, ``tensorboard``, ``probes``, ``through_time``, ...)
+    are described in :class:`~gradientflow.options.Options`.
 
     >>> import torch, gradientflow
     >>> model = torch.nn.Linear(3, 1)

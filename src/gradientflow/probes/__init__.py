@@ -38,6 +38,11 @@ BUILTIN: tuple[type[Probe], ...] = (
 )
 
 
+def builtin_probes(zero_threshold: float = 1e-3, saturation_eps: float = 0.01) -> list[Probe]:
+    """A fresh instance of each built-in probe, as a monitor runs them."""
+    return [GradientProbe(), WeightProbe(zero_threshold), ActivationProbe(saturation_eps)]
+
+
 def declare(probe: type[Probe] | Probe) -> None:
     """Make the columns ``probe`` declares known to every Trace."""
     declare_columns(probe.layer_columns, probe.step_columns)
@@ -54,6 +59,7 @@ __all__ = [
     "RecurrentProbe",
     "Watched",
     "WeightProbe",
+    "builtin_probes",
     "declare",
     "recurrent_probes",
 ]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.probes.hooks import Stopper, bound_hook
 from gradientflow.schedule import Schedule
 from gradientflow.trace import LayerInfo
 
@@ -183,12 +185,49 @@ class Watched:
     order: list[int] = field(default_factory=list)
     index: ParamIndex | None = None
     scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
+    first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
+    _order_handles: list[Any] = field(default_factory=list)
 
-    def build(self, first_use: dict[int, int]) -> None:
+    @classmethod
+    def of(
+        cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, schedule: Schedule
+    ) -> Watched:
+        return cls(model, optimizer, candidate_modules(model), schedule)
+
+    def follow_order(self) -> None:
+        """Until the layers are fixed, note the order in which the forward pass calls them."""
+        if self.layers is not None:
+            return
+        stopper = Stopper("the layer order")
+        for _, module in self.candidates:
+            hook = bound_hook(module, stopper, self._note_first_use)
+            self._order_handles.append(module.register_forward_pre_hook(hook))
+
+    def _note_first_use(self, module: nn.Module, args: Any) -> None:
+        self.first_use.setdefault(id(module), len(self.first_use))
+
+    def stop_following(self) -> None:
+        for handle in self._order_handles:
+            handle.remove()
+        self._order_handles = []
+
+    def build(self, first_use: dict[int, int] | None = None) -> None:
         """Fix the layers (once) from the order of first use seen in the forward pass."""
         if self.layers is not None:
             return
-        self.layers = build_layers(self.candidates, first_use, optimizer_param_ids(self.optimizer))
+        self.stop_following()
+        order = self.first_use if first_use is None else first_use
+        self.layers = build_layers(self.candidates, order, optimizer_param_ids(self.optimizer))
         position = {id(m): i for i, (_, m) in enumerate(self.candidates)}
         self.order = [position[id(layer.module)] for layer in self.layers]
         self.index = ParamIndex(self.layers)
+
+    def refresh(self) -> list[str]:
+        """Follow the optimizer's param groups as they are now (``trainable``); return the
+        names of model parameters that belong to no layer (added after the first step)."""
+        assert self.layers is not None and self.index is not None
+        ids = optimizer_param_ids(self.optimizer)
+        for layer in self.layers:
+            layer.trainable = _trainable(layer.params, ids)
+        known = {id(p) for p in self.index.params}
+        return [n for n, p in self.model.named_parameters() if id(p) not in known]

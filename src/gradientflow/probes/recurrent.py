@@ -268,11 +268,17 @@ class RecurrentProbe(Probe):
 
 
 def recurrent_probes(
-    model: nn.Module, *, cells: Sequence[nn.Module] = (), every: int = 1, gain: str = "vjp"
+    model: nn.Module,
+    *,
+    cells: Sequence[nn.Module] = (),
+    every: int = 1,
+    gain: str = "vjp",
+    skip: Sequence[Probe] = (),
 ) -> list[RecurrentProbe]:
     """One probe per recurrent module of ``model`` (empty list if it has none).
 
     ``cells``: your own cell modules, stepped in a Python loop as ``h = cell(x_t, h)``.
+    ``skip``: probes already chosen; a module one of them follows gets no second probe.
 
     >>> class Loop(torch.nn.Module):
     ...     def __init__(self):
@@ -289,8 +295,11 @@ def recurrent_probes(
                 f"recurrent_probes: cell {type(c).__name__} is not a submodule of the model"
             )
     chosen = {id(c) for c in cells}
+    covered = {id(p.module) for p in skip if isinstance(p, RecurrentProbe)}
     probes = []
     for name, m in model.named_modules():
+        if id(m) in covered:
+            continue
         label = name or type(m).__name__.lower()
         if isinstance(m, RECURRENT_TYPES):
             probes.append(RecurrentProbe(m, label, every=every, gain=gain))
