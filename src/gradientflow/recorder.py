@@ -100,12 +100,17 @@ class Recorder:
         )
         self.records = [r for r in self.records if r is keep]  # kept if the copy failed
         self.chunks.append(chunk)
-        _each(self.listeners, lambda listener: listener.on_flush(self.event(chunk)))
+        self.check_growth()
+        if self.listeners:
+            event = self.event(chunk)
+            _each(self.listeners, lambda listener: listener.on_flush(event))
 
     def close(self) -> None:
         """The last call: listeners finish (a failing one does not skip the others)."""
         listeners, self.listeners = self.listeners, []
-        _each(listeners, lambda listener: listener.close(self.event({})))
+        if listeners:
+            event = self.event({})
+            _each(listeners, lambda listener: listener.close(event))
 
     def event(self, chunk: Chunk) -> Flush:
         layers = self.layer_infos() if self.watched.layers is not None else []
@@ -114,6 +119,14 @@ class Recorder:
     def layer_infos(self) -> list[LayerInfo]:
         layers = self.watched.layers
         assert layers is not None
+        for probe in self.probes:
+            probe.annotate(layers)
+        return [layer.info() for layer in layers]
+
+    def check_growth(self) -> None:
+        """Param groups added later are followed; parameters outside every layer reported."""
+        if self.watched.layers is None:
+            return
         new = self.watched.refresh()
         if new and not self.untracked:
             warnings.warn(
@@ -124,9 +137,6 @@ class Recorder:
                 stacklevel=2,
             )
         self.untracked = new or self.untracked
-        for probe in self.probes:
-            probe.annotate(layers)
-        return [layer.info() for layer in layers]
 
     def meta(self) -> dict[str, Any]:
         """The monitor's metadata, the probes' settings, and what could not be followed."""
@@ -150,6 +160,7 @@ class Recorder:
                 "Monitor.trace: nothing was recorded yet (no optimizer step was seen; without an "
                 "optimizer, call monitor.step() after backward())"
             )
+        self.check_growth()
         return Trace.concat(self.layer_infos(), self.chunks, self.extras(), self.meta())
 
 
