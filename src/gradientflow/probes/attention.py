@@ -21,6 +21,9 @@ Statistics stay on the device until :meth:`AttentionProbe.extras` moves them in 
 ``logits/vocab``, ``logits/steps``  (1,) size of the last dim; (samples,) optimizer steps
 ==================================  ========================================================
 
+Any module with a method ``attention_logits(args, kwargs) -> Tensor`` (B, H, Lq, Lk) is followed
+too (e.g. :class:`~gradientflow.remedies.qk_layernorm.QKNormMultiheadAttention`).
+
 A uniform attention over S keys has entropy log S; a one-hot one has 0. A block is post-LN
 when it is an ``nn.Transformer*Layer`` with ``norm_first=False`` or a BERT layer; pre-LN for
 ``norm_first=True`` or GPT-2.
@@ -84,6 +87,8 @@ def _detach(x: Any) -> Any:
 
 
 def _is_attention(m: nn.Module) -> bool:
+    if callable(getattr(m, "attention_logits", None)):
+        return True
     return isinstance(m, nn.MultiheadAttention) or is_bert_like(m) or is_gpt2_like(m)
 
 
@@ -173,8 +178,11 @@ class AttentionProbe:
         if not site.seen:
             return
         args, kwargs = _cap_batch(site, self.max_batch)
-        if isinstance(site.module, nn.MultiheadAttention):
-            logits: Tensor | None = mha_logits(site.module, args, kwargs)
+        own = getattr(site.module, "attention_logits", None)
+        if callable(own):
+            logits: Tensor | None = own(args, kwargs)
+        elif isinstance(site.module, nn.MultiheadAttention):
+            logits = mha_logits(site.module, args, kwargs)
         else:
             logits = hf_logits(site.module, args, kwargs)
         if logits is None:
@@ -217,7 +225,7 @@ class AttentionProbe:
 
 def _cap_batch(site: _Site, n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The captured call with at most ``n`` sequences (batch dim located per module type)."""
-    mha = site.module if isinstance(site.module, nn.MultiheadAttention) else None
+    mha = site.module if hasattr(site.module, "batch_first") else None
     dim = 0 if mha is None or mha.batch_first else 1
 
     def cut(x: Any, d: int) -> Any:

@@ -91,8 +91,8 @@ def _apply(logits: Tensor, mask: Tensor, blocked_is_true: bool) -> Tensor:
 def is_bert_like(m: nn.Module) -> bool:
     """A Hugging Face BERT-style self-attention: ``query``/``key`` Linears and a head count."""
     return (
-        isinstance(getattr(m, "query", None), nn.Linear)
-        and isinstance(getattr(m, "key", None), nn.Linear)
+        isinstance(getattr(m, "query", None), nn.Module)
+        and isinstance(getattr(m, "key", None), nn.Module)
         and isinstance(getattr(m, "num_attention_heads", None), int)
     )
 

@@ -200,7 +200,14 @@ def _build() -> dict[str, Remedy]:
             lr_factor=3.0,
         ),
     ]
+    remedies += _transformer_remedies()
     return {r.name: r for r in remedies}
+
+
+def _transformer_remedies() -> list[Remedy]:
+    from gradientflow.remedies import pre_ln, qk_layernorm, warmup, z_loss
+
+    return [qk_layernorm.REMEDY, z_loss.REMEDY, warmup.REMEDY, pre_ln.REMEDY]
 
 
 def _hardware(model: nn.Module) -> nn.Module:
