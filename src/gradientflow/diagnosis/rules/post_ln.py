@@ -57,9 +57,9 @@ def _ffn_layer(trace: Trace, block: str, attention: str) -> int | None:
     found = None
     for j, info in enumerate(trace.layers):
         name = info.name
-        if name.startswith(block + ".") and not name.startswith(attention) and info.trainable:
-            if info.kind in ("Linear", "Conv1D") and "attention" not in name:
-                found = j
+        inside = name.startswith(block + ".") and not name.startswith(attention)
+        if inside and info.trainable and info.kind in ("Linear", "Conv1D"):
+            found = j if "attention" not in name else found
     return found
 
 
