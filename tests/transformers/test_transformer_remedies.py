@@ -15,8 +15,9 @@ from gradientflow.remedies.z_loss import z_loss, z_loss_term
 
 
 def _layer(norm_first: bool = False) -> nn.TransformerEncoderLayer:
-    return nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True,
-                                      norm_first=norm_first)
+    return nn.TransformerEncoderLayer(
+        16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
 
 
 def test_qk_layernorm_keeps_weights_and_norms_q_and_k() -> None:
