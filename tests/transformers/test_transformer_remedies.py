@@ -34,7 +34,7 @@ def test_qk_layernorm_keeps_weights_and_norms_q_and_k() -> None:
     # with the norms made identities it is the very same attention as PyTorch's
     attn.q_norm, attn.k_norm = nn.Identity(), nn.Identity()  # type: ignore[assignment]
     ref, _ = layer.self_attn(x, x, x, attn_mask=mask)
-    out, w = attn(x, x, x, attn_mask=mask)
+    out, _ = attn(x, x, x, attn_mask=mask)
     assert torch.allclose(out, ref, atol=1e-5)
     # with the norms, scaling the q/k weights 100x no longer scales the logits
     norm = qk_layernorm(layer).self_attn
@@ -51,7 +51,7 @@ def test_qk_layernorm_keeps_weights_and_norms_q_and_k() -> None:
 
 
 def test_qk_layernorm_refuses_a_model_without_attention() -> None:
-    with pytest.raises(GradientFlowError, match="no nn.MultiheadAttention"):
+    with pytest.raises(GradientFlowError, match=r"no nn\.MultiheadAttention"):
         qk_layernorm(nn.Linear(2, 2))
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,7 +84,8 @@ class TinyLM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[1]
         h = self.embed(x) + self.pos[:n]
-        mask: Tensor = self.mask[:n, :n]
+        full: Tensor = self.mask  # type: ignore[assignment]
+        mask = full[:n, :n]
         out: Tensor = self.head(self.encoder(h, mask=mask, is_causal=True))
         return out
 
@@ -89,3 +93,64 @@ class TinyLM(nn.Module):
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Next-character cross-entropy, mean over positions."""
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@dataclass
+class LMRun:
+    """One small-LM training: per-step losses, the watched Trace and what diagnose() found."""
+
+    losses: list[float]
+    trace: Any
+    findings: list[str]
+
+    @property
+    def final_loss(self) -> float:
+        """Mean training loss over the last 10% of the steps (NaN-robust: inf if diverged)."""
+        tail = self.losses[-max(1, len(self.losses) // 10) :]
+        value = sum(tail) / len(tail)
+        return value if math.isfinite(value) else math.inf
+
+    def extra_max(self, suffix: str) -> float:
+        """Largest value over layers and heads of an attention statistic, last sample."""
+        rows = [v[-1] for k, v in self.trace.extras.items() if k.endswith(suffix)]
+        return float(max(r.max() for r in rows)) if rows else math.nan
+
+    def extra_min(self, suffix: str) -> float:
+        rows = [v[-1] for k, v in self.trace.extras.items() if k.endswith(suffix)]
+        return float(min(r.min() for r in rows)) if rows else math.nan
+
+
+def train_lm(
+    model: nn.Module,
+    *,
+    lr: float,
+    steps: int,
+    seed: int,
+    warmup: int = 0,
+    batch: int = 16,
+    seq: int = 32,
+) -> LMRun:
+    """AdamW (no weight decay) on the character corpus, watched with an AttentionProbe."""
+    import gradientflow
+    from gradientflow.diagnosis import diagnose
+    from gradientflow.probes.attention import AttentionProbe
+    from gradientflow.remedies.warmup import LinearWarmup
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warm = LinearWarmup(warmup).attach(opt) if warmup else None
+    sched = gradientflow.Schedule(full_every=10)
+    losses: list[float] = []
+    probe = AttentionProbe(model)
+    with gradientflow.watch(model, opt, probes=[probe], schedule=sched) as mon:
+        for x, y in lm_batches(char_corpus(), steps=steps, batch=batch, seq=seq, seed=seed):
+            opt.zero_grad()
+            loss = lm_loss(model(x), y)
+            loss.backward()
+            mon.log(loss)
+            opt.step()
+            losses.append(float(loss.detach()))
+    if warm is not None:
+        warm.detach()
+    trace = mon.trace
+    kinds = sorted({f.kind for f in diagnose(trace).at_least("warning")})
+    return LMRun(losses, trace, kinds)

@@ -225,7 +225,7 @@ class AttentionProbe:
 
 def _cap_batch(site: _Site, n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The captured call with at most ``n`` sequences (batch dim located per module type)."""
-    mha = site.module if hasattr(site.module, "batch_first") else None
+    mha: Any = site.module if hasattr(site.module, "batch_first") else None
     dim = 0 if mha is None or mha.batch_first else 1
 
     def cut(x: Any, d: int) -> Any:

@@ -112,17 +112,19 @@ def hf_logits(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Te
     if kwargs.get("encoder_hidden_states") is not None:
         return None
     x = _arg(args, kwargs, 0, "hidden_states")
+    mod: Any = m  # Hugging Face modules, read by structure
     if is_bert_like(m):
-        heads = int(m.num_attention_heads)
-        q, k = _split(m.query(x), heads), _split(m.key(x), heads)
+        heads = int(mod.num_attention_heads)
+        q, k = _split(mod.query(x), heads), _split(mod.key(x), heads)
     else:
-        heads = int(m.num_heads)
-        q, k, _ = m.c_attn(x).split(int(m.split_size), dim=2)
+        heads = int(mod.num_heads)
+        q, k, _ = mod.c_attn(x).split(int(mod.split_size), dim=2)
         q, k = _split(q, heads), _split(k, heads)
     scaling = float(getattr(m, "scaling", 1.0 / math.sqrt(q.shape[-1])))
     logits = (q @ k.transpose(-1, -2)) * scaling
     if getattr(m, "is_causal", False):
-        logits = _apply(logits, _causal(*logits.shape[-2:], logits.device), blocked_is_true=True)
+        n_q, n_k = logits.shape[-2:]
+        logits = _apply(logits, _causal(n_q, n_k, logits.device), blocked_is_true=True)
     mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
     if isinstance(mask, Tensor) and mask.dim() == 4:
         logits = _apply(logits, mask[..., : logits.shape[-1]], blocked_is_true=False)

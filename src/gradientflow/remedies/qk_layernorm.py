@@ -170,9 +170,10 @@ def qk_layernorm(model: nn.Module) -> nn.Module:
             parent, _, leaf = name.rpartition(".")
             setattr(new.get_submodule(parent), leaf, replacement)
         else:
-            heads = int(mod.num_attention_heads)
-            mod.query = HeadNormedProjection(mod.query, heads)
-            mod.key = HeadNormedProjection(mod.key, heads)
+            bert: Any = mod
+            heads = int(bert.num_attention_heads)
+            bert.query = HeadNormedProjection(bert.query, heads)
+            bert.key = HeadNormedProjection(bert.key, heads)
     return new
 
 

@@ -33,6 +33,8 @@ EXPERIMENTS: dict[str, str] = {
     "mean-field": "mean_field",
     "mnist1d-baselines": "mnist1d_baselines",
     "hardware": "hardware",
+    "qk-layernorm-lr": "qk_layernorm_lr",
+    "post-ln-warmup": "post_ln_warmup",
 }
 
 
