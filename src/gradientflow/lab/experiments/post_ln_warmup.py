@@ -34,7 +34,7 @@ CLAIM = (
     "not; warmup rescues post-LN training at a learning rate where it otherwise fails."
 )
 SOURCE = "Xiong et al. 2020, On Layer Normalization in the Transformer Architecture (Fig. 3)"
-HIGH_LR, LOW_LR, WARMUP = 3e-2, 3e-3, 100
+HIGH_LR, LOW_LR, WARMUP = 1e-2, 3e-3, 100
 MARGIN = 0.1
 
 
