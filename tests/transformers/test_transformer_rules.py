@@ -40,8 +40,10 @@ def _kinds(trace: Trace) -> set[str]:
 
 
 @pytest.mark.slow
-def test_attention_kinds_on_high_lr_and_not_on_twins() -> None:
-    for seed in SEEDS:
+@pytest.mark.parametrize("seed", SEEDS)
+def test_attention_kinds_on_high_lr_and_not_on_twins(seed: int) -> None:
+    torch.set_num_threads(1)
+    if True:
         high = _train(TinyLM(seed=seed), 0.1, seed)
         assert _kinds(high) >= ATTN, seed
         mx = max(v[-3:].max() for k, v in high.extras.items() if k.endswith("max_logit"))

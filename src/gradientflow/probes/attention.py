@@ -245,3 +245,18 @@ def _cap_batch(site: _Site, n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(mask, Tensor) and mask.dim() == 3 and mha is not None:
         kwargs["attn_mask"] = mask[: n * mha.num_heads]
     return args, kwargs
+
+
+def attention_probes(model: nn.Module, given: list[Any]) -> list[AttentionProbe]:
+    """An :class:`AttentionProbe` for ``model`` if it has attention and none was given.
+
+    For the monitor to attach by itself, as it does for recurrent layers.
+
+    >>> len(attention_probes(nn.MultiheadAttention(4, 2), []))
+    1
+    >>> attention_probes(nn.Linear(2, 2), [])
+    []
+    """
+    if any(isinstance(p, AttentionProbe) for p in given) or not find_attention(model):
+        return []
+    return [AttentionProbe(model)]
