@@ -12,7 +12,8 @@ without one. The rule reads which blocks are post-LN from the attention probe
 Criterion (a pattern of risk, so a warning, never critical): at least **4** post-LN blocks;
 over the first **5** recorded steps (median in log space), the last block's gradient norm is at
 least **1.5x** the median block's and it rises over the last three blocks. In our 12-block
-post-LN LMs at init the ratio is 1.2-3.2 (median 2.5); pre-LN twins give 0.7-1.0 (lab ``post-ln-warmup``).
+post-LN LMs at init the ratio is 1.2-3.2 (median 2.5); pre-LN twins give 0.7-1.0 (lab
+``post-ln-warmup``).
 
 >>> import numpy as np
 >>> from gradientflow.trace import Trace
