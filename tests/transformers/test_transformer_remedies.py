@@ -101,3 +101,32 @@ def test_warmup_restores_the_learning_rate_and_is_registered() -> None:
     warm.detach()
     assert opt.param_groups[0]["lr"] == 0.3
     assert {"qk_layernorm", "z_loss", "warmup", "to_pre_ln"} <= set(REGISTRY)
+
+
+def test_qk_layernorm_on_hugging_face_bert() -> None:
+    transformers = pytest.importorskip("transformers")
+    from gradientflow.probes.attention import AttentionProbe
+
+    cfg = transformers.BertConfig(
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        hidden_size=16,
+        intermediate_size=32,
+        vocab_size=50,
+        attn_implementation="eager",
+    )
+    bert = transformers.BertModel(cfg).eval()
+    new = qk_layernorm(bert)
+    attn = new.encoder.layer[0].attention.self
+    assert torch.equal(attn.query.proj.weight, bert.encoder.layer[0].attention.self.query.weight)
+    ids = torch.randint(0, 50, (2, 7))
+    probe = AttentionProbe(new)
+    handles = probe.attach(None)
+    out = new(ids, output_attentions=True)
+    probe.on_step(None, 0, True)
+    for h in handles:
+        h.remove()
+    w = out.attentions[0].detach().double()
+    ent = -(w * w.clamp_min(1e-300).log()).sum(-1).transpose(0, 1).reshape(2, -1).mean(-1)
+    key = "attn/encoder.layer.0.attention.self/entropy_mean"
+    assert torch.allclose(torch.from_numpy(probe.extras()[key][0]), ent, atol=1e-5)

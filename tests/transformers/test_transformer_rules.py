@@ -48,6 +48,8 @@ def test_attention_kinds_on_high_lr_and_not_on_twins(seed: int) -> None:
     assert mx > 500  # ten-fold above the warning threshold (10 g(32) = 80)
     twin = _train(qk_layernorm(TinyLM(seed=seed)), 0.1, seed)
     assert not ATTN & _kinds(twin)
+    twin_mx = [v for k, v in twin.extras.items() if k.endswith("max_logit")]
+    assert len(twin_mx) == 2 and max(v.max() for v in twin_mx) < 80  # followed, and bounded
     low = _train(TinyLM(seed=seed), 0.003, seed)
     assert not ATTN & _kinds(low)
     d = diagnose(high)
