@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest lab clean
+.PHONY: demo test lint typecheck pytest lab lab-docs clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck pytest
 
 lab: $(STAMP)
 	$(BIN)/gradientflow lab --quick
+
+# regenerate docs/lab.md's and the README's lab numbers (quick lab, 3 seeds)
+lab-docs: $(STAMP)
+	$(BIN)/gradientflow lab --quick --seeds 3 --out lab-results/quick --no-progress
+	$(BIN)/python -m gradientflow.lab.docs --quick lab-results/quick/results.json
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gradientflow.errors import GradientFlowError
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
 
@@ -35,25 +35,33 @@ _LAZY: dict[str, str] = {
     "diagnose": "gradientflow.diagnosis",
     "Diagnosis": "gradientflow.diagnosis.findings",
     "Finding": "gradientflow.diagnosis.findings",
-    "prescribe": "gradientflow.remedies",
-    "Remedy": "gradientflow.remedies",
-    "trial": "gradientflow.remedies",
+    "prescribe": "gradientflow.remedies.prescribe",
+    "Remedy": "gradientflow.remedies.remedy",
+    "Recipe": "gradientflow.recipe",
+    "trial": "gradientflow.trial",  # the package, callable as the function trial()
+    "preflight": "gradientflow.preflight",  # the package, callable as the function
 }
 
-__all__ = ["GradientFlowError", "Schedule", "Trace", "__version__", *_LAZY]
+__all__ = ["GradientFlowError", "GradientFlowWarning", "Schedule", "Trace", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
     from gradientflow.diagnosis.findings import Diagnosis as Diagnosis
     from gradientflow.diagnosis.findings import Finding as Finding
     from gradientflow.monitor import Monitor as Monitor
     from gradientflow.monitor import watch as watch
+    from gradientflow.recipe import Recipe as Recipe
+    from gradientflow.remedies.prescribe import prescribe as prescribe
+    from gradientflow.remedies.remedy import Remedy as Remedy
+    from gradientflow.trial.trial import trial as trial
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gradientflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"gradientflow.{name}":  # a subpackage stands for itself (gradientflow.trial)
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

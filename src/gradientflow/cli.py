@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from gradientflow import __version__
 from gradientflow.errors import GradientFlowError
 
-COMMANDS = ("diagnose", "show", "report", "trial", "lab")
+COMMANDS = ("diagnose", "show", "report", "trial", "preflight", "lab")
 EPILOG = """examples:
   gradientflow diagnose                      # the demo: a 20-layer sigmoid MLP on digits
   gradientflow diagnose train.py:recipe --out runs/a

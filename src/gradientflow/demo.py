@@ -32,13 +32,17 @@ def mlp(
     n_out: int = 10,
     seed: int = 0,
 ) -> nn.Sequential:
-    """``depth`` Linear layers (depth-1 hidden ones of ``width``), default init, seeded."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = [nn.Linear(n_in, width), activation()]
-    for _ in range(depth - 2):
-        layers += [nn.Linear(width, width), activation()]
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
+    """``depth`` Linear layers (depth-1 hidden ones of ``width``), PyTorch's init, seeded.
+
+    The lab's builder (:func:`gradientflow.lab.models.mlp`) with the weights ``nn.Linear``
+    draws itself (``init=None``).
+
+    >>> [type(m).__name__ for m in mlp(depth=3, width=4)]
+    ['Linear', 'Sigmoid', 'Linear', 'Sigmoid', 'Linear']
+    """
+    from gradientflow.lab.models import mlp as build
+
+    return build(n_in, n_out, width=width, depth=depth, activation=activation, init=None, seed=seed)
 
 
 def demo_recipe(epochs: int = 20, seed: int = 0) -> dict[str, Any]:

@@ -12,8 +12,11 @@ NaN. A non-finite gradient norm is data: it stays ``inf`` or ``nan`` as measured
 On disk (no pickle)::
 
     DIR/meta.json              layers, metric names, metadata
+    DIR/manifest.json          the complete chunks and the file of each extra
     DIR/chunks/00000000.npz    rows appended by the monitor, one file per flush (atomic rename)
-    DIR/extras/NAME.npy        extra arrays
+    DIR/extras/00000.npy       extra arrays (numbered; names are in the manifest)
+
+(see :mod:`gradientflow.store`).
 
 >>> import numpy as np
 >>> t = Trace.build(["fc1", "fc2"], steps=[0, 1], grad_norm=[[1e-3, 1.0], [2e-3, 1.0]])
@@ -25,21 +28,15 @@ On disk (no pickle)::
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
-
-FORMAT = "gradientflow-trace"
-FORMAT_VERSION = 1
 
 #: Per-layer metrics, each an array of shape (recorded steps, layers).
 LAYER_METRICS: dict[str, str] = {
@@ -62,8 +59,6 @@ STEP_SCALARS: dict[str, str] = {
     "skipped": "1.0 if the optimizer step was skipped (GradScaler found inf/NaN)",
     "full": "1.0 if all statistics were measured at this step",
 }
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
 
 @dataclass
@@ -278,8 +273,13 @@ class Trace:
         )
 
     # ------------------------------------------------------------------ save / load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the trace to folder ``path`` (JSON + numpy, no pickle). Returns the folder.
+
+        A folder that already holds a run is refused unless ``overwrite=True`` (which removes
+        only that run's own files); other files in the folder are never touched. Layer and extra
+        names round-trip exactly; metadata round-trips as JSON (see
+        :mod:`gradientflow.jsonsafe`). The layout is described in :mod:`gradientflow.store`.
 
         >>> import tempfile
         >>> t = Trace.build(["fc"], steps=[0], grad_norm=[[0.5]])
@@ -287,52 +287,24 @@ class Trace:
         >>> float(Trace.load(d).metrics["grad_norm"][0, 0])
         0.5
         """
-        writer = TraceWriter(path, fresh=True)
-        writer.write_meta(self.layers, self.meta)
-        writer.append(self._as_chunk())
-        for name, arr in self.extras.items():
-            writer.write_extra(name, arr)
-        return writer.path
+        from gradientflow.store import save_trace
 
-    def _as_chunk(self) -> dict[str, np.ndarray]:
-        chunk: dict[str, np.ndarray] = {"steps": self.steps}
-        chunk.update({f"m.{k}": v for k, v in self.metrics.items()})
-        chunk.update({f"s.{k}": v for k, v in self.scalars.items()})
-        return chunk
+        return save_trace(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Trace:
+    def load(
+        cls, path: str | os.PathLike[str], *, damaged: str = "error", max_bytes: int = 2 * 1024**3
+    ) -> Trace:
         """Read a trace saved by :meth:`save` or appended by a monitor's ``log_dir``.
 
-        A run killed mid-way loads complete up to its last flush.
+        A run killed mid-way loads complete up to its last finished chunk. A malformed file
+        raises one GradientFlowError naming it (``damaged="skip"`` loads the rest instead); a
+        missing chunk is reported, as a warning and in ``meta["lost_on_load"]``. At most
+        ``max_bytes`` of arrays are read.
         """
-        root = Path(path)
-        meta_file = root / "meta.json"
-        if not meta_file.is_file():
-            raise GradientFlowError(
-                f"Trace.load: {root} holds no gradientflow trace (no meta.json). "
-                "Was the run stopped before its first flush?"
-            )
-        try:
-            doc = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise GradientFlowError(f"Trace.load: {meta_file} is not valid JSON: {exc}") from exc
-        if doc.get("format") != FORMAT:
-            raise GradientFlowError(f"Trace.load: {meta_file} is not a gradientflow trace")
-        if int(doc.get("version", 0)) > FORMAT_VERSION:
-            raise GradientFlowError(
-                f"Trace.load: {root} was written by a newer gradientflow "
-                f"(format {doc.get('version')}); upgrade to read it"
-            )
-        layers = [LayerInfo.from_dict(d) for d in doc["layers"]]
-        chunks = []
-        for f in sorted((root / "chunks").glob("*.npz")):
-            with np.load(f, allow_pickle=False) as z:
-                chunks.append({k: z[k] for k in z.files})
-        extras = {}
-        for f in sorted((root / "extras").glob("*.npy")):
-            extras[_unescape(f.stem)] = np.load(f, allow_pickle=False)
-        return cls.concat(layers, chunks, extras=extras, meta=doc.get("meta", {}))
+        from gradientflow.store import load_trace
+
+        return load_trace(path, damaged=damaged, max_bytes=max_bytes)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One dict per layer with its latest statistics (for tables)."""
@@ -353,85 +325,16 @@ class Trace:
         return rows
 
 
-def _escape(name: str) -> str:
-    return name.replace("/", "__")
+if TYPE_CHECKING:
+    from gradientflow.store import FORMAT as FORMAT
+    from gradientflow.store import FORMAT_VERSION as FORMAT_VERSION
+    from gradientflow.store import TraceWriter as TraceWriter
 
 
-def _unescape(stem: str) -> str:
-    return stem.replace("__", "/")
+def __getattr__(name: str) -> Any:
+    """``TraceWriter`` and the format constants live in :mod:`gradientflow.store`."""
+    if name in ("TraceWriter", "FORMAT", "FORMAT_VERSION"):
+        from gradientflow import store
 
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-class TraceWriter:
-    """Appends a trace to a folder as it is recorded; each write is atomic."""
-
-    def __init__(self, path: str | os.PathLike[str], *, fresh: bool = False) -> None:
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise GradientFlowError(f"log_dir {self.path} exists and is not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
-        chunk_dir = self.path / "chunks"
-        existing = sorted(chunk_dir.glob("*.npz")) if chunk_dir.is_dir() else []
-        if fresh:
-            for f in existing:
-                f.unlink()
-            for f in (self.path / "extras").glob("*.npy"):
-                f.unlink()
-            existing = []
-        elif existing:
-            raise GradientFlowError(
-                f"log_dir {self.path} already holds a trace; choose an empty folder "
-                "(recorded data is never overwritten)"
-            )
-        self._next = 0
-
-    def write_meta(self, layers: Sequence[LayerInfo], meta: Mapping[str, Any]) -> None:
-        doc = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "layers": [asdict(x) for x in layers],
-            "metrics": LAYER_METRICS,
-            "scalars": STEP_SCALARS,
-            "meta": _jsonable(meta),
-        }
-        text = json.dumps(doc, indent=1, allow_nan=True).encode()
-        _atomic_write(self.path / "meta.json", lambda fh: fh.write(text))
-
-    def append(self, chunk: Mapping[str, np.ndarray]) -> None:
-        target = self.path / "chunks" / f"{self._next:08d}.npz"
-        _atomic_write(target, lambda fh: np.savez(fh, **dict(chunk)))  # type: ignore[arg-type]
-        self._next += 1
-
-    def write_extra(self, name: str, arr: np.ndarray) -> None:
-        if not _NAME_RE.match(name):
-            raise GradientFlowError(f"Trace extra name {name!r} may use letters, digits, _.-/ only")
-        target = self.path / "extras" / f"{_escape(name)}.npy"
-        _atomic_write(target, lambda fh: np.save(fh, np.asarray(arr), allow_pickle=False))
-
-
-def _jsonable(obj: Any) -> Any:
-    """Metadata made JSON-safe (tuples to lists, numpy scalars to Python, others to str)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

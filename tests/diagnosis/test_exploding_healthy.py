@@ -166,7 +166,7 @@ def test_remedies_trial_relu_and_residual() -> None:
     from itertools import islice
 
     from gradientflow.demo import demo_recipe
-    from gradientflow.remedies.trial import trial
+    from gradientflow.trial import trial
 
     torch.set_num_threads(1)
     for remedy, seed in (("add_residual", 0), ("swap_activation:relu", 3)):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.recipe import check_recipe, run_recipe
+from gradientflow.recipe import Recipe, check_recipe, run_recipe
 
 
 class TwoInputs(nn.Module):
@@ -37,11 +37,11 @@ def test_tuple_and_dict_inputs_and_default_optimizer(as_dict: bool) -> None:
     recipe = check_recipe(
         {"model": TwoInputs(), "batches": _data(12, as_dict), "loss_fn": nn.MSELoss()}
     )
-    assert isinstance(recipe["optimizer"], torch.optim.Adam)
-    assert recipe["notes"] == ["the recipe has no optimizer: using Adam(lr=0.001)"]
+    assert isinstance(recipe.optimizer, torch.optim.Adam)
+    assert recipe.notes == ["the recipe has no optimizer: using Adam(lr=0.001)"]
     mon = run_recipe(recipe, 10, progress=False)
     assert mon.step_count == 10 and mon.trace.n_records == 10
-    assert len(recipe["notes"]) == 1  # 10 of 12 batches used: nothing to note
+    assert len(recipe.notes) == 1  # 10 of 12 batches used: nothing to note
 
 
 def test_stops_after_nonfinite_losses() -> None:
@@ -57,7 +57,7 @@ def test_stops_after_nonfinite_losses() -> None:
     )
     mon = run_recipe(recipe, 40, progress=False)
     assert mon.step_count == 10
-    assert recipe["notes"][-1] == "stopped at step 10: the loss was NaN/Inf for 10 steps in a row"
+    assert recipe.notes[-1] == "stopped at step 10: the loss was NaN/Inf for 10 steps in a row"
 
 
 def test_recurrent_models_get_a_through_time_probe() -> None:
@@ -106,3 +106,56 @@ def test_errors() -> None:
             1,
             progress=False,
         )
+
+
+def _frozen() -> nn.Module:
+    model = nn.Linear(2, 1)
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("model", "loss_fn", "match"),
+    [
+        (nn.ReLU(), nn.MSELoss(), r"mine\.py:r: the model \(ReLU\) has no trainable parameters"),
+        (_frozen(), nn.MSELoss(), r"mine\.py:r: the model \(Linear\) has no trainable"),
+        (
+            nn.Linear(2, 1),
+            lambda o, t: (o - t).detach().pow(2).mean(),
+            r"mine\.py:r: step 0: the loss does not require grad",
+        ),
+        (
+            nn.Linear(2, 1),
+            nn.MSELoss(reduction="none"),
+            r"mine\.py:r: step 0: loss_fn must return a scalar tensor, got a tensor of shape "
+            r"\(4, 1\)",
+        ),
+    ],
+    ids=["no-parameters", "frozen", "no-grad", "vector-loss"],
+)
+def test_bad_recipes_name_the_recipe_and_the_problem(
+    model: nn.Module, loss_fn: Any, match: str
+) -> None:
+    batches = [(torch.zeros(4, 2), torch.zeros(4, 1))]
+    with pytest.raises(GradientFlowError, match=match):
+        recipe = check_recipe({"model": model, "batches": batches, "loss_fn": loss_fn}, "mine.py:r")
+        run_recipe(recipe, 1, progress=False)
+
+
+def test_unknown_keys_are_refused_with_the_known_ones() -> None:
+    spec = {"model": nn.Linear(2, 1), "batches": [], "loss_fn": nn.MSELoss(), "epochs": 3}
+    with pytest.raises(
+        GradientFlowError,
+        match=r"demo: unknown recipe key\(s\) 'epochs'; known: model, batches, loss_fn, "
+        r"optimizer, evaluate",
+    ):
+        check_recipe(spec, "demo")
+
+
+def test_a_recipe_dataclass_is_checked_too() -> None:
+    with pytest.raises(GradientFlowError, match=r"'optimizer' must be a torch\.optim\.Optimizer"):
+        Recipe(model=nn.Linear(2, 1), batches=[], loss_fn=nn.MSELoss(), optimizer="sgd")  # type: ignore[arg-type]
+    recipe = check_recipe(Recipe(model=nn.Linear(2, 1), batches=[], loss_fn=nn.MSELoss()))
+    assert isinstance(recipe.optimizer, torch.optim.Adam)
+    with pytest.raises(GradientFlowError, match="run_recipe: expected a Recipe"):
+        run_recipe({"model": nn.Linear(2, 1)}, 1, progress=False)  # type: ignore[arg-type]

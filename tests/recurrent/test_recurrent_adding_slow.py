@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 import gradientflow
+from gradientflow.diagnosis.horizon import horizon_stats
 from gradientflow.lab.tasks import ADDING_BASELINE_MSE, eval_set, fresh_batches
 from gradientflow.probes.recurrent import recurrent_probes
-from gradientflow.probes.recurrent_horizon import horizon_stats
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
 

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from gradientflow.diagnosis.rules import all_rules
-from gradientflow.diagnosis.rules.through_time import rule
-from gradientflow.probes.recurrent_horizon import (
+from gradientflow.diagnosis.horizon import (
     bptt_layers,
     decay_factor,
     horizon_stats,
     memory_horizon,
 )
+from gradientflow.diagnosis.rules import all_rules
+from gradientflow.diagnosis.rules.through_time import rule
 from gradientflow.trace import Trace
 
 

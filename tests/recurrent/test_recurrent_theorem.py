@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from gradientflow.diagnosis.horizon import decay_factor
 from gradientflow.probes.recurrent import recurrent_probes
-from gradientflow.probes.recurrent_horizon import decay_factor
 from gradientflow.probes.recurrent_replay import through_time
 
 H, B, N_IN = 12, 6, 3

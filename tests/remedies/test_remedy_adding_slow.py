@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from gradientflow.lab.tasks import eval_set, fresh_batches
-from gradientflow.remedies import trial
+from gradientflow.trial import trial
 
 T = 100
 STEPS = 2500

@@ -16,7 +16,8 @@ from torch import nn
 
 from gradientflow.demo import mlp
 from gradientflow.lab import datasets
-from gradientflow.remedies import prescribe, trial
+from gradientflow.remedies import prescribe
+from gradientflow.trial import trial
 
 REMEDIES = [
     "swap_activation:relu",

@@ -8,28 +8,29 @@ import importlib
 import pytest
 
 MODULES = [
-    "activation",
-    "batchnorm",
-    "cli",
-    "clipping",
-    "hardware",
-    "prescribe",
-    "pretrain",
-    "recurrent",
-    "registry",
-    "reinit",
-    "remedy",
-    "residual",
-    "table",
-    "training",
-    "trial",
-    "_modules",
+    "gradientflow.remedies.activation",
+    "gradientflow.remedies.batchnorm",
+    "gradientflow.remedies.clipper",
+    "gradientflow.remedies.clipping",
+    "gradientflow.remedies.hardware",
+    "gradientflow.remedies.learning_rate",
+    "gradientflow.remedies.prescribe",
+    "gradientflow.remedies.pretrain",
+    "gradientflow.remedies.recurrent",
+    "gradientflow.remedies.registry",
+    "gradientflow.remedies.reinit",
+    "gradientflow.remedies.remedy",
+    "gradientflow.remedies.residual",
+    "gradientflow.trial.table",
+    "gradientflow.trial.run",
+    "gradientflow.trial.trial",
+    "gradientflow.remedies.modules",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
-    module = importlib.import_module(f"gradientflow.remedies.{name}")
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
 

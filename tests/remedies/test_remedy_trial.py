@@ -11,7 +11,7 @@ from torch import nn
 
 from gradientflow.demo import mlp
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies import TrialTable, trial
+from gradientflow.trial import TrialTable, trial
 
 
 def _data(n: int = 12) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gradientflow.lab.transformer_models import TinyLM, char_corpus, lm_batches, lm_loss
-from gradientflow.remedies.trial import trial
+from gradientflow.trial import trial
 
 
 def _batches(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

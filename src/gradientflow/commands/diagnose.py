@@ -9,18 +9,20 @@ severity (or worse) exists; 2 for bad input (a one-line error).
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradientflow.commands._common import load, writable_folder
 from gradientflow.errors import GradientFlowError
+from gradientflow.store import write_file
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from gradientflow.recipe import Recipe
 
 DEFAULT_STEPS = 200
 EPILOG = """examples:
@@ -83,39 +85,6 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color", action="store_true", help="plain text without colours")
 
 
-def writable_folder(path: Path, what: str) -> Path:
-    """Make the folder ``path`` and check a file can be written in it; ``what`` names the
-    argument in the error (``"--out runs/a"``).
-
-    Raises a one-line :class:`GradientFlowError` for a path under a regular file, a read-only
-    filesystem or a folder without write permission, before any training starts.
-    """
-    for above in (path, *path.parents):
-        if above.exists() and not above.is_dir():
-            raise GradientFlowError(f"{what}: {above} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".gradientflow-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-        raise GradientFlowError(f"{what}: cannot write in {path} ({reason})") from None
-    return path
-
-
-def load(spec: str | None, steps: int) -> tuple[dict[str, Any], str]:
-    """The recipe named by ``spec`` (``None``: the demo, sized for ``steps``) and its source."""
-    from gradientflow.recipe import check_recipe, load_recipe
-
-    if spec is None:
-        from gradientflow.demo import demo_recipe
-
-        epochs = steps // 21 + 1  # digits: 22 batches of 64 an epoch
-        return check_recipe(demo_recipe(epochs=epochs), "demo"), "demo"
-    return load_recipe(spec), spec
-
-
 def run(args: argparse.Namespace) -> int:
     """Train, diagnose, print; returns the exit status."""
     if args.steps < 1:
@@ -133,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if out_dir is not None:
         write_json(out_dir / "diagnosis.json", document(diagnosis, trace))
     header = _header(source, mon.step_count, score, trace)
-    status = emit(diagnosis, trace, args, header=header, model=recipe["model"])
+    status = emit(diagnosis, trace, args, header=header, model=recipe.model)
     table = None
     if args.trial:
         from gradientflow.commands.trial import DEMO_TRIAL_STEPS, run_trial
@@ -142,12 +111,12 @@ def run(args: argparse.Namespace) -> int:
         fresh = load(args.recipe, steps)[0]  # the diagnosed model was trained in place
         table = run_trial(fresh, diagnosis, args, steps=steps, demo=args.recipe is None)
     if out_dir is not None:
-        _write_report(out_dir, trace, diagnosis, recipe["model"], table, source)
+        _write_report(out_dir, trace, diagnosis, recipe.model, table, source)
     return status
 
 
 def _train(
-    recipe: dict[str, Any], source: str, steps: int, out_dir: Path | None
+    recipe: Recipe, source: str, steps: int, out_dir: Path | None
 ) -> tuple[Any, Any, float | None]:
     """Run the recipe under a watch; the monitor, its diagnosis (with the run's facts in
     ``meta``) and the recipe's ``evaluate()`` score. Notes go to stderr."""
@@ -155,11 +124,11 @@ def _train(
 
     from gradientflow.recipe import evaluate_recipe, run_recipe
 
-    for note in recipe["notes"]:
+    for note in recipe.notes:
         print(f"gradientflow: note: {note}", file=sys.stderr)
-    n_notes = len(recipe["notes"])
+    n_notes = len(recipe.notes)
     mon = run_recipe(recipe, steps, log_dir=out_dir, progress=True)
-    for note in recipe["notes"][n_notes:]:
+    for note in recipe.notes[n_notes:]:
         print(f"gradientflow: note: {note}", file=sys.stderr)
     diagnosis = mon.diagnose()
     loss = mon.trace.loss[np.isfinite(mon.trace.loss)]
@@ -170,7 +139,7 @@ def _train(
             "steps": mon.step_count,
             "final_loss": float(loss[-1]) if loss.size else None,
             "evaluate": score,
-            "notes": list(recipe["notes"]),
+            "notes": list(recipe.notes),
         }
     )
     return mon, diagnosis, score
@@ -218,8 +187,7 @@ def document(diagnosis: Any, trace: Any) -> dict[str, Any]:
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     """``doc`` as indented JSON in ``path`` (parent folders made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    write_file(path.parent, path.name, json.dumps(doc, indent=1) + "\n")
 
 
 def emit(

@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the trace, diagnose it, write the report; print where it went."""
-    from gradientflow.commands.diagnose import writable_folder
+    from gradientflow.commands._common import writable_folder
     from gradientflow.report.html import auto_diagnosis, write_html
     from gradientflow.report.tensorboard import write_tensorboard
     from gradientflow.trace import Trace

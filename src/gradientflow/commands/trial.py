@@ -14,9 +14,13 @@ import json
 import sys
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.store import write_file
+
+if TYPE_CHECKING:
+    from gradientflow.recipe import Recipe
 
 #: Trial length for the demo when no step count is given: 20 epochs of digits.
 DEMO_TRIAL_STEPS = 440
@@ -108,7 +112,7 @@ def _seeds(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose (unless ``--remedies`` names them), trial, print."""
-    from gradientflow.commands.diagnose import load, writable_folder
+    from gradientflow.commands._common import load, writable_folder
 
     demo = args.recipe is None
     steps = args.trial_steps or (DEMO_TRIAL_STEPS if demo else 200)
@@ -129,40 +133,36 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_trial(
-    fresh: dict[str, Any], diagnosis: Any, args: argparse.Namespace, *, steps: int, demo: bool
+    fresh: Recipe, diagnosis: Any, args: argparse.Namespace, *, steps: int, demo: bool
 ) -> Any:
     """Trial ``args.trial_remedies`` (or the top 5 prescribed for ``diagnosis``) on the fresh,
     untrained recipe ``fresh``; print the table (to stderr under ``--json``); write
     ``trial.json`` to ``args.out`` when given. Returns the trial table, or None."""
     from gradientflow.remedies.prescribe import prescribe
-    from gradientflow.remedies.trial import trial
     from gradientflow.report.terminal import trial_text
+    from gradientflow.trial import trial
 
     if steps < 1:
         raise GradientFlowError(f"--trial-steps must be >= 1, got {steps}")
     names = _names(args.trial_remedies)
-    remedies: list[Any] = (
-        names if names is not None else prescribe(diagnosis, fresh["model"], limit=5)
-    )
+    remedies: list[Any] = names if names is not None else prescribe(diagnosis, fresh.model, limit=5)
     if not remedies:
         print("gradientflow: trial: nothing to trial (no remedy prescribed)", file=sys.stderr)
         return None
-    batches = list(islice(fresh["batches"], steps))
+    batches = list(islice(fresh.batches, steps))
     table = trial(
-        fresh["model"],
+        fresh.model,
         batches,
-        fresh["loss_fn"],
+        fresh.loss_fn,
         remedies,
         seeds=_seeds(args.trial_seeds),
-        evaluate=fresh.get("evaluate"),
-        optimizer=fresh.get("optimizer"),
+        evaluate=fresh.evaluate,
+        optimizer=fresh.optimizer,
         metric_name="test acc" if demo else "evaluate",
         progress=True,
     )
     stream = sys.stderr if args.json else sys.stdout
     print("\n" + trial_text(table, len(batches)), file=stream)
     if args.out:
-        path = Path(args.out) / "trial.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(table.to_dict(), indent=1) + "\n")
+        write_file(Path(args.out), "trial.json", json.dumps(table.to_dict(), indent=1) + "\n")
     return table

@@ -13,9 +13,10 @@ understands, and the names of remedies worth trying, best first.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from gradientflow.jsonsafe import json_safe
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -25,24 +26,6 @@ _RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 def severity_rank(severity: str) -> int:
     """0 for info, 1 for warning, 2 for critical."""
     return _RANK[severity]
-
-
-def json_safe(x: Any) -> Any:
-    """Values made strict-JSON-safe: numpy/torch scalars become Python numbers, non-finite
-    floats become strings ("inf", "nan").
-
-    >>> json_safe({"ratio": float("inf"), "xs": (1.0, float("nan"))})
-    {'ratio': 'inf', 'xs': [1.0, 'nan']}
-    """
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_safe(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):  # numpy / torch scalars
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 @dataclass

@@ -23,21 +23,25 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import ACTIVATIONS
+from gradientflow.kinds import ACTIVATION_MODULES
 from gradientflow.remedies.reinit import INITIALISERS
 
 #: The library's activation names (``gradientflow.remedies``), plus "identity" (a linear net).
-_ACTIVATIONS: dict[str, type[nn.Module]] = {**ACTIVATIONS, "identity": nn.Identity}
+_ACTIVATIONS: dict[str, type[nn.Module]] = {**ACTIVATION_MODULES, "identity": nn.Identity}
 
 Init = str | float
 
 
-def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (``"relu"``, ``"tanh"``, ``"selu"``, ...).
+def make_activation(name: str | type[nn.Module]) -> nn.Module:
+    """A fresh activation module by name (``"relu"``, ``"tanh"``, ``"selu"``, ...) or class.
 
-    >>> make_activation("tanh")
-    Tanh()
+    >>> make_activation("tanh"), make_activation(nn.SELU)
+    (Tanh(), SELU())
     """
+    if isinstance(name, type):
+        if not issubclass(name, nn.Module):
+            raise GradientFlowError(f"lab model: activation {name!r} is not an nn.Module class")
+        return name()
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
@@ -77,8 +81,8 @@ def mlp(
     *,
     width: int = 64,
     depth: int = 4,
-    activation: str = "relu",
-    init: Init = "default",
+    activation: str | type[nn.Module] = "relu",
+    init: Init | None = "default",
     bias: float | None = None,
     batchnorm: bool = False,
     seed: int = 0,
@@ -87,6 +91,8 @@ def mlp(
 
     With ``batchnorm`` each hidden Linear is followed by BatchNorm1d before the activation
     (Ioffe & Szegedy 2015). ``bias`` sets every hidden bias to a constant (``None`` keeps init).
+    ``init="default"`` re-draws PyTorch's default distribution (the lab's runs); ``init=None``
+    keeps the weights ``nn.Linear`` drew itself (the demo's model, :func:`gradientflow.demo.mlp`).
 
     >>> net = mlp(40, 10, depth=3, activation="sigmoid", batchnorm=True)
     >>> [type(m).__name__ for m in net]
@@ -100,14 +106,20 @@ def mlp(
     fan = n_in
     for _ in range(depth - 1):
         lin = nn.Linear(fan, width)
-        init_linear(lin, init, bias)
+        if init is not None:
+            init_linear(lin, init, bias)
+        elif bias is not None:
+            nn.init.constant_(lin.bias, bias)
         layers.append(lin)
         if batchnorm:
             layers.append(nn.BatchNorm1d(width))
         layers.append(make_activation(activation))
         fan = width
     out = nn.Linear(fan, n_out)
-    init_linear(out, init, 0.0 if bias is not None else None)
+    if init is not None:
+        init_linear(out, init, 0.0 if bias is not None else None)
+    elif bias is not None:
+        nn.init.zeros_(out.bias)
     layers.append(out)
     return nn.Sequential(*layers)
 

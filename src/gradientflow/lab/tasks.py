@@ -35,7 +35,6 @@ ADDING_BASELINE_MSE = 1.0 / 6.0
 
 #: Symbols of the temporal-order task, in one-hot order.
 TEMPORAL_SYMBOLS = ("a", "b", "c", "d", "B", "E", "X", "Y")
-TEMPORAL_CLASSES = ("XX", "XY", "YX", "YY")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

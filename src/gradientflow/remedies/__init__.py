@@ -1,4 +1,4 @@
-"""Remedies: model transforms that fix gradient flow, prescribed from evidence, proven by trial.
+"""Remedies: model transforms that fix gradient flow, prescribed from evidence.
 
 Each transform takes an ``nn.Module`` and returns a new one (the input is left alone), with the
 companion changes that make it work (ReLU comes with He init, SELU with LeCun-normal init and
@@ -14,17 +14,18 @@ when it cannot apply.
 >>> sum(isinstance(m, torch.nn.BatchNorm1d) for m in add_batchnorm(model).modules())
 3
 
-* :func:`prescribe` ranks the remedies for a Diagnosis; :func:`trial` trains the baseline and
-  each remedy on the same batches and returns a :class:`TrialTable`, best first.
+* :func:`prescribe` ranks the remedies for a Diagnosis; :func:`gradientflow.trial.trial` trains
+  the baseline and each remedy on the same batches and ranks them by measured outcome.
 * :data:`REGISTRY` maps the names findings use ("swap_activation:relu", "add_batchnorm", ...)
-  to :class:`Remedy` objects.
+  to :class:`Remedy` objects. Each transform's file declares its own ``REMEDIES`` (with the
+  check that says whether it applies); :mod:`gradientflow.remedies.registry` collects them.
 """
 
 from __future__ import annotations
 
 from gradientflow.remedies.activation import swap_activation
 from gradientflow.remedies.batchnorm import FeatureBatchNorm, add_batchnorm
-from gradientflow.remedies.clipping import GradientClipper, clip_gradients
+from gradientflow.remedies.clipper import GradientClipper, clip_gradients
 from gradientflow.remedies.hardware import FasterModel, faster_hardware
 from gradientflow.remedies.prescribe import prescribe
 from gradientflow.remedies.pretrain import layerwise_pretrain
@@ -33,8 +34,6 @@ from gradientflow.remedies.registry import REGISTRY
 from gradientflow.remedies.reinit import reinit
 from gradientflow.remedies.remedy import Remedy
 from gradientflow.remedies.residual import Residual, add_residual
-from gradientflow.remedies.table import TrialRow, TrialTable
-from gradientflow.remedies.trial import trial
 
 __all__ = [
     "REGISTRY",
@@ -44,8 +43,6 @@ __all__ = [
     "LSTMAsRNN",
     "Remedy",
     "Residual",
-    "TrialRow",
-    "TrialTable",
     "add_batchnorm",
     "add_residual",
     "clip_gradients",
@@ -56,5 +53,4 @@ __all__ = [
     "swap_activation",
     "to_gru",
     "to_lstm",
-    "trial",
 ]

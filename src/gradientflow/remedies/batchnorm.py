@@ -27,13 +27,15 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import (
+from gradientflow.remedies import modules
+from gradientflow.remedies.modules import (
     WEIGHT_LAYERS,
     activation_kind,
     clone,
     out_features,
     set_submodule,
 )
+from gradientflow.remedies.remedy import Remedy
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 _SKIPPABLE = (nn.Dropout, nn.AlphaDropout, nn.Identity)
@@ -52,7 +54,7 @@ class FeatureBatchNorm(nn.BatchNorm1d):
 def norm_for(layer: nn.Module) -> nn.Module:
     """The BatchNorm that fits after ``layer`` (a Linear or Conv)."""
     width = out_features(layer)
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, nn.Linear | nn.Bilinear):
         return FeatureBatchNorm(width)
     dims = type(layer).__name__[-2:]  # "1d", "2d", "3d"
     return {"1d": nn.BatchNorm1d, "2d": nn.BatchNorm2d, "3d": nn.BatchNorm3d}[dims](width)
@@ -70,10 +72,6 @@ def _feeds_activation(items: list[nn.Module], i: int) -> bool:
     return False
 
 
-def _leaf_order(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-
-
 def add_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with a BatchNorm after every Linear/Conv that feeds an activation.
 
@@ -88,7 +86,7 @@ def add_batchnorm(model: nn.Module) -> nn.Module:
     'BatchNorm2d'
     """
     new = clone(model, "add_batchnorm")
-    leaves = _leaf_order(new)
+    leaves = modules.leaves(new)
     items = [m for _, m in leaves]
     targets = [
         path
@@ -123,3 +121,31 @@ def _insert_after(seq: nn.Sequential, index: int, module: nn.Module) -> None:
         del seq._modules[key]
     for i, item in enumerate(items):
         seq.add_module(str(i), item)
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when some Linear/Conv of ``model`` feeds an activation without a norm in between,
+    else the reason :func:`add_batchnorm` does not apply.
+
+    >>> applies(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU()))
+    'no Linear/Conv feeds an activation without a norm in between'
+    """
+    items = [m for _, m in modules.leaves(model)]
+    ok = any(
+        isinstance(m, WEIGHT_LAYERS) and _feeds_activation(items, i) for i, m in enumerate(items)
+    )
+    return None if ok else "no Linear/Conv feeds an activation without a norm in between"
+
+
+#: The remedy this file declares. SGD learning rate 0.01, measured on the digits demo (0.05
+#: also reaches 90% but with less margin).
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "add_batchnorm",
+        "BatchNorm",
+        "a BatchNorm after each Linear/Conv that feeds an activation",
+        add_batchnorm,
+        lr=0.01,
+        check=applies,
+    ),
+)

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import clone
+from gradientflow.remedies.modules import clone
+from gradientflow.remedies.remedy import Remedy
 
 
 def best_device() -> tuple[str, str]:
@@ -146,3 +147,25 @@ def faster_hardware(
             file=sys.stderr,
         )
     return FasterModel(new, device, dtype, compiled, choice)
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when a CUDA or MPS device is here, else the reason moving to it does not apply."""
+    device, _ = best_device()
+    return "no CUDA or MPS device here: the CPU is already the fastest" if device == "cpu" else None
+
+
+def _quietly(model: nn.Module) -> nn.Module:
+    return faster_hardware(model, verbose=False)
+
+
+#: The remedy this file declares.
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "faster_hardware",
+        "faster hardware",
+        "runs on the fastest device (CUDA/MPS), bf16 autocast where supported",
+        _quietly,
+        check=applies,
+    ),
+)

@@ -61,3 +61,5 @@ REMEDY = Remedy(
     to_pre_ln,
     check=_check,
 )
+
+REMEDIES = [REMEDY]

@@ -24,54 +24,27 @@ Remedies that do not apply to the model (no ``nn.RNN`` for ``to_lstm``, no Seque
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
+from gradientflow.diagnosis.findings import Diagnosis
+from gradientflow.diagnosis.rules import default_remedies
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import activation_kind
+from gradientflow.kinds import activation_of_module
 from gradientflow.remedies.registry import REGISTRY
 from gradientflow.remedies.remedy import Remedy
 
 SEVERITY_WEIGHT = {"critical": 3.0, "warning": 1.0, "info": 0.25}
 
-#: Remedies for a finding that names none, best first.
-DEFAULTS: dict[str, list[str]] = {
-    "vanishing": [
-        "swap_activation:relu",
-        "add_batchnorm",
-        "add_residual",
-        "swap_activation:selu",
-        "layerwise_pretrain",
-        "reinit:he",
-    ],
-    "exploding": ["clip_gradients", "lower_lr", "add_batchnorm", "reinit:xavier"],
-    "nonfinite": ["lower_lr", "clip_gradients", "add_batchnorm"],
-    "dead_units": [
-        "swap_activation:leaky_relu",
-        "swap_activation:prelu",
-        "swap_activation:elu",
-        "lower_lr",
-        "reinit:he",
-    ],
-    "saturation": [
-        "swap_activation:relu",
-        "add_batchnorm",
-        "swap_activation:selu",
-        "reinit:xavier",
-    ],
-    "weights_to_zero": ["swap_activation:relu", "add_batchnorm", "add_residual"],
-    "stagnation": ["raise_lr", "add_batchnorm", "swap_activation:relu", "faster_hardware"],
-    "vanishing_through_time": ["to_lstm", "to_gru", "reinit:orthogonal"],
-    "exploding_through_time": ["clip_gradients", "to_lstm", "reinit:orthogonal", "lower_lr"],
-}
+#: Remedies for a finding that names none, best first: each rule's own list
+#: (``REMEDIES`` in its file under :mod:`gradientflow.diagnosis.rules`), by finding kind.
+DEFAULTS: dict[str, list[str]] = default_remedies()
 
 _VANISHING = {"vanishing", "weights_to_zero", "saturation"}
 
 
 def _structure_factor(name: str, kind: str, model: nn.Module) -> float:
     """The structural corrections described in the module docstring."""
-    kinds = {activation_kind(m) for m in model.modules()} - {None}
+    kinds = {activation_of_module(m) for m in model.modules()} - {None}
     if name.startswith("reinit:") and kind in _VANISHING and kinds == {"sigmoid"}:
         return 0.25
     has_rnn = any(isinstance(m, nn.RNN) for m in model.modules())
@@ -85,15 +58,14 @@ def _first_sentence(text: str) -> str:
     return head if len(head) <= 160 else head[:157] + "..."
 
 
-def prescribe(diagnosis: Any, model: nn.Module, *, limit: int | None = None) -> list[Remedy]:
+def prescribe(diagnosis: Diagnosis, model: nn.Module, *, limit: int | None = None) -> list[Remedy]:
     """Remedies for ``diagnosis`` that apply to ``model``, best first.
 
     Each returned :class:`Remedy` carries ``why`` (the findings that point to it, in words),
     ``findings`` (their kinds) and ``score``. ``limit`` keeps only the first few.
     A healthy diagnosis (no warning or critical finding) gets an empty list.
     """
-    findings = getattr(diagnosis, "findings", None)
-    if findings is None or not isinstance(model, nn.Module):
+    if not isinstance(diagnosis, Diagnosis) or not isinstance(model, nn.Module):
         raise GradientFlowError(
             "prescribe(diagnosis, model): expected a Diagnosis and an nn.Module, got "
             f"{type(diagnosis).__name__} and {type(model).__name__}"
@@ -101,6 +73,7 @@ def prescribe(diagnosis: Any, model: nn.Module, *, limit: int | None = None) -> 
     scores: dict[str, float] = {}
     reasons: dict[str, list[str]] = {}
     kinds: dict[str, list[str]] = {}
+    findings = diagnosis.findings
     for f in findings:
         weight = SEVERITY_WEIGHT.get(f.severity, 0.0)
         names = list(f.remedies) or DEFAULTS.get(f.kind, [])
@@ -126,10 +99,10 @@ def prescribe(diagnosis: Any, model: nn.Module, *, limit: int | None = None) -> 
     return out[:limit] if limit is not None else out
 
 
-def not_applicable(diagnosis: Any, model: nn.Module) -> dict[str, str]:
+def not_applicable(diagnosis: Diagnosis, model: nn.Module) -> dict[str, str]:
     """Remedies the findings name that cannot be applied to ``model``, with the reason."""
     out: dict[str, str] = {}
-    for f in getattr(diagnosis, "findings", []):
+    for f in diagnosis.findings:
         for name in list(f.remedies) or DEFAULTS.get(f.kind, []):
             remedy = REGISTRY.get(name)
             reason = remedy.applicable(model) if remedy is not None else "unknown remedy"

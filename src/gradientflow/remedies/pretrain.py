@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import WEIGHT_LAYERS, clone
+from gradientflow.remedies.modules import WEIGHT_LAYERS, clone
+from gradientflow.remedies.remedy import Remedy
 
 
 def _stages(model: nn.Sequential) -> tuple[list[nn.Module], list[list[nn.Module]]]:
@@ -155,3 +156,32 @@ def layerwise_pretrain(
     new.train(was_training)
     setattr(new, "pretrain_mse", errors)  # noqa: B010
     return new
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when ``model`` is an ``nn.Sequential`` of at least 3 Linear layers (and no Conv),
+    else the reason :func:`layerwise_pretrain` does not apply.
+
+    >>> applies(nn.Linear(2, 2))
+    'layer-wise pretraining needs an nn.Sequential'
+    """
+    if not isinstance(model, nn.Sequential):
+        return "layer-wise pretraining needs an nn.Sequential"
+    weights = [m for m in model if isinstance(m, WEIGHT_LAYERS)]
+    if len(weights) < 3 or any(not isinstance(m, nn.Linear) for m in weights):
+        return "layer-wise pretraining needs at least 3 Linear layers and no Conv"
+    return None
+
+
+#: The remedy this file declares.
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "layerwise_pretrain",
+        "layer-wise pretraining",
+        "hidden layers pretrained one at a time as autoencoders on the output of the layers "
+        "below, then fine-tuned",
+        layerwise_pretrain,
+        needs_batches=True,
+        check=applies,
+    ),
+)

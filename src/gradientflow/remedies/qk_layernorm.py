@@ -192,3 +192,5 @@ REMEDY = Remedy(
     qk_layernorm,
     check=_check,
 )
+
+REMEDIES = [REMEDY]

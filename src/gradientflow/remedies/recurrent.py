@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import clone, set_submodule
+from gradientflow.remedies.modules import clone, set_submodule
+from gradientflow.remedies.remedy import Remedy
 
 
 def _rnn_kwargs(rnn: nn.RNN) -> dict[str, Any]:
@@ -134,3 +135,26 @@ def to_gru(model: nn.Module) -> nn.Module:
     True
     """
     return _replace(model, "to_gru", nn.GRU)
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when ``model`` has a vanilla ``nn.RNN`` to replace, else the reason it has not.
+
+    >>> applies(nn.LSTM(2, 4))
+    'the model has no vanilla nn.RNN layer'
+    """
+    has = any(isinstance(m, nn.RNN) for m in model.modules())
+    return None if has else "the model has no vanilla nn.RNN layer"
+
+
+#: The remedies this file declares.
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "to_lstm",
+        "LSTM",
+        "every nn.RNN becomes an LSTM of the same sizes (forget-gate bias 1), RNN interface kept",
+        to_lstm,
+        check=applies,
+    ),
+    Remedy("to_gru", "GRU", "every nn.RNN becomes a GRU of the same sizes", to_gru, check=applies),
+)

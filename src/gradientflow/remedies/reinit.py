@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import clone, weight_layers
+from gradientflow.remedies.modules import WEIGHT_LAYERS, clone, weight_layers
+from gradientflow.remedies.remedy import Remedy
 
 SCHEMES = ("he", "xavier", "lecun", "orthogonal")
 
@@ -125,3 +127,28 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
             f"reinit(): {type(model).__name__} has no Linear, Conv or RNN layer to re-initialise"
         )
     return new
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when ``model`` has a Linear, Conv or RNN layer to re-initialise, else the reason.
+
+    >>> applies(nn.Sequential(nn.ReLU()))
+    'the model has no Linear, Conv or RNN layer'
+    """
+    has = any(isinstance(m, (*WEIGHT_LAYERS, nn.RNNBase)) for m in model.modules())
+    return None if has else "the model has no Linear, Conv or RNN layer"
+
+
+def _reinit_remedy(scheme: str) -> Remedy:
+    label = {"he": "He", "xavier": "Xavier", "lecun": "LeCun", "orthogonal": "orthogonal"}[scheme]
+    return Remedy(
+        name=f"reinit:{scheme}",
+        title=f"{label} init",
+        changes=f"Linear/Conv/RNN weights re-drawn with {label} init, biases 0",
+        transform=partial(reinit, scheme=scheme),
+        check=applies,
+    )
+
+
+#: The remedies this file declares: ``reinit:<scheme>``.
+REMEDIES: tuple[Remedy, ...] = tuple(_reinit_remedy(s) for s in SCHEMES)

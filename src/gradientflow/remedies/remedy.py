@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.clipping import GradientClipper
+
+if TYPE_CHECKING:
+    from gradientflow.remedies.clipper import GradientClipper
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Remedy:
 
     def prepare(self, optimizer: torch.optim.Optimizer) -> GradientClipper | None:
         """Companion changes to the training loop (gradient clipping); call before training."""
+        from gradientflow.remedies.clipper import GradientClipper
+
         if self.clip is None:
             return None
         return GradientClipper(self.clip).attach(optimizer)

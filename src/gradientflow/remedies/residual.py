@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies._modules import WEIGHT_LAYERS, activation_kind, clone
+from gradientflow.remedies.modules import WEIGHT_LAYERS, activation_kind, clone
+from gradientflow.remedies.remedy import Remedy
 
 _PASS_THROUGH = (
     nn.BatchNorm1d,
@@ -123,3 +124,31 @@ def add_residual(model: nn.Module) -> nn.Module:
             f"Conv with in == out channels, then an activation) in {type(model).__name__}"
         )
     return new
+
+
+def applies(model: nn.Module) -> str | None:
+    """None when an ``nn.Sequential`` of ``model`` holds a shape-preserving Linear/Conv +
+    activation block, else the reason :func:`add_residual` does not apply.
+
+    >>> applies(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    >>> applies(nn.Sequential(nn.Linear(4, 2), nn.ReLU()))
+    'no shape-preserving Linear/Conv + activation block inside an nn.Sequential'
+    """
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            items = list(seq)
+            if any(_block_end(items, i) is not None for i in range(len(items))):
+                return None
+    return "no shape-preserving Linear/Conv + activation block inside an nn.Sequential"
+
+
+#: The remedy this file declares (with the baseline's learning rate: 0.05 on the digits demo).
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy(
+        "add_residual",
+        "residual skips",
+        "identity skips x + f(x) around shape-preserving Linear/Conv + activation blocks",
+        add_residual,
+        check=applies,
+    ),
+)

@@ -93,3 +93,5 @@ REMEDY = WarmupRemedy(
     f"the learning rate rises linearly from 0 over the first {STEPS} steps",
     _copy,
 )
+
+REMEDIES = [REMEDY]

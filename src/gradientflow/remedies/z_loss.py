@@ -105,3 +105,5 @@ REMEDY = Remedy(
     "log is unchanged)",
     z_loss,
 )
+
+REMEDIES = [REMEDY]

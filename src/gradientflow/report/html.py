@@ -34,6 +34,7 @@ from gradientflow.report.html_findings import (
     prescriptions_html,
     verdict_html,
 )
+from gradientflow.store import write_file
 from gradientflow.trace import Trace
 
 if TYPE_CHECKING:
@@ -112,9 +113,7 @@ def write_html(
         no_verdict_reason=no_verdict_reason,
         include_plots=include_plots,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-    return target
+    return write_file(target.parent, target.name, text)  # atomic, never through a symlink
 
 
 def render_html(

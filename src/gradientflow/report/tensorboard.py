@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow.diagnosis.depth import grad_ratio
 from gradientflow.errors import GradientFlowError
 from gradientflow.report._format import printable, sig3
 from gradientflow.trace import LAYER_METRICS, Trace
@@ -109,7 +110,7 @@ class TensorBoardWriter:
         if self._last_step is not None:
             rows = rows[trace.steps > self._last_step]
         names = [info.name or "(root)" for info in trace.layers]
-        ends = _first_and_last_trainable(trace)
+        ratios = grad_ratio(trace)
         for r in rows.tolist():
             step = int(trace.steps[r])
             for metric in self.metrics:
@@ -118,10 +119,8 @@ class TensorBoardWriter:
                 value = float(trace.scalars[name][r])
                 if not math.isnan(value):
                     self._writer.add_scalar(name, value, step)
-            if ends is not None:
-                first, last = trace.metrics["grad_norm"][r, list(ends)]
-                if np.isfinite(first) and np.isfinite(last) and last > 0:
-                    self._writer.add_scalar("grad_ratio/first_over_last", first / last, step)
+            if np.isfinite(ratios[r]):
+                self._writer.add_scalar("grad_ratio/first_over_last", float(ratios[r]), step)
         if rows.size:
             self._last_step = int(trace.steps[rows[-1]])
         self._writer.flush()
@@ -194,11 +193,6 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
         if extra:
             lines.append("  " + "; ".join(extra))
     return "\n".join(lines)
-
-
-def _first_and_last_trainable(trace: Trace) -> tuple[int, int] | None:
-    idx = np.flatnonzero(trace.trainable)
-    return (int(idx[0]), int(idx[-1])) if idx.size >= 2 else None
 
 
 def _md(text: Any) -> str:

@@ -20,62 +20,45 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from gradientflow import kinds
+from gradientflow.diagnosis.depth import chain_layers, is_container
 from gradientflow.trace import Trace
 
-#: Layers that rescale activations rather than pass them through a weight matrix. They are left
-#: out of depth profiles: their gradient norms live on another scale than the weight layers'.
-NORM_KINDS = frozenset(
-    {
-        "BatchNorm1d",
-        "BatchNorm2d",
-        "BatchNorm3d",
-        "LayerNorm",
-        "GroupNorm",
-        "InstanceNorm1d",
-        "InstanceNorm2d",
-        "InstanceNorm3d",
-        "LocalResponseNorm",
-        "RMSNorm",
-        "SyncBatchNorm",
-    }
-)
-
-#: Layers whose input is looked up, not multiplied: not part of the chain of local gradients.
-LOOKUP_KINDS = frozenset({"Embedding", "EmbeddingBag"})
+__all__ = [
+    "DEAD_CAPABLE",
+    "EARLY_STEPS",
+    "RECENT_ROWS",
+    "SATURATING",
+    "activation_fractions",
+    "chain_layers",
+    "dominant_activation",
+    "fmt",
+    "geometric_gain",
+    "gradient_profile",
+    "is_container",
+    "log_profile",
+    "median_profile",
+    "names",
+    "pct",
+    "q",
+    "remedies_for_activation",
+    "trainable_layers",
+    "window_label",
+    "windows",
+]
 
 #: Activations whose units can output exactly 0 for every input (the dying-ReLU problem).
-DEAD_CAPABLE = frozenset({"relu", "relu6", "threshold", "hardshrink", "hardtanh"})
-#: (ReLU6 reaches autograd as hardtanh; a true hardtanh output is exactly 0 almost never.)
+DEAD_CAPABLE = kinds.DEAD_CAPABLE
 
-#: Bounded activations whose units can saturate at a limit (sigmoid' <= 0.25, tanh' <= 1).
-SATURATING = frozenset({"sigmoid", "tanh", "hardsigmoid", "hardtanh", "softsign", "logsigmoid"})
+#: Bounded activations whose units can saturate at a limit (sigmoid' <= 0.25, tanh' <= 1):
+#: those the activation probe measures a saturated fraction for.
+SATURATING = frozenset(kinds.SATURATION_LIMITS)
 
-#: How many recorded steps count as "early" (the issue: vanishing reported within 20 steps).
+#: How many recorded steps count as "early" (vanishing is to be reported within 20 steps).
 EARLY_STEPS = 20
 
 #: How many of the last recorded steps describe the current state of a run.
 RECENT_ROWS = 20
-
-
-def is_container(trace: Trace, j: int) -> bool:
-    """True for a layer that owns parameters *and* holds other layers (the model itself with
-    a positional embedding, nn.MultiheadAttention around its out_proj): its place in the depth
-    order says nothing about where its output sits in the chain."""
-    name = trace.layers[j].name
-    if name == trace.layers[j].kind == trace.meta.get("model"):
-        return True
-    return any(other.name.startswith(name + ".") for other in trace.layers)
-
-
-def chain_layers(trace: Trace) -> list[int]:
-    """Indices of the trainable weight layers, input to output (norm, lookup and container
-    layers left out)."""
-    skip = NORM_KINDS | LOOKUP_KINDS
-    return [
-        j
-        for j, info in enumerate(trace.layers)
-        if info.trainable and info.kind not in skip and not is_container(trace, j)
-    ]
 
 
 def trainable_layers(trace: Trace) -> list[int]:

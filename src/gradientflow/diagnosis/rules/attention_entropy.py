@@ -43,7 +43,9 @@ COLLAPSED = 0.05
 WAS_HIGH = 0.5
 #: Critical when at least this fraction of all heads collapsed.
 CRITICAL_SHARE = 0.5
-REMEDIES = ["qk_layernorm", "lower_lr", "warmup"]
+REMEDIES: dict[str, list[str]] = {
+    "attention_entropy_collapse": ["qk_layernorm", "lower_lr", "warmup"]
+}
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -89,4 +91,13 @@ def rule(trace: Trace) -> list[Finding]:
         "log_seq_len": float(np.log(keys)),
     }
     layers = sorted(collapsed)
-    return [Finding("attention_entropy_collapse", severity, layers, evidence, message, REMEDIES)]
+    return [
+        Finding(
+            "attention_entropy_collapse",
+            severity,
+            layers,
+            evidence,
+            message,
+            list(REMEDIES["attention_entropy_collapse"]),
+        )
+    ]

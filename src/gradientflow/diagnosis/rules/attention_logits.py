@@ -45,7 +45,9 @@ WARN_GAPS = 10.0
 MIN_GROWTH = 10.0
 #: Critical: above this many g(S).
 CRITICAL_GAPS = 100.0
-REMEDIES = ["qk_layernorm", "lower_lr", "warmup", "clip_gradients"]
+REMEDIES: dict[str, list[str]] = {
+    "attention_logit_growth": ["qk_layernorm", "lower_lr", "warmup", "clip_gradients"]
+}
 
 
 def _layer_state(s: AttentionSeries) -> tuple[float, float, int] | None:
@@ -95,4 +97,13 @@ def rule(trace: Trace) -> list[Finding]:
         "step": int(s.steps[-1]),
         "layers_max_logit": {k: v[0] for k, v in sorted(hits.items())},
     }
-    return [Finding("attention_logit_growth", severity, sorted(hits), evidence, message, REMEDIES)]
+    return [
+        Finding(
+            "attention_logit_growth",
+            severity,
+            sorted(hits),
+            evidence,
+            message,
+            list(REMEDIES["attention_logit_growth"]),
+        )
+    ]

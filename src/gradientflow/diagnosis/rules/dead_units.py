@@ -28,14 +28,17 @@ DEAD_WARNING = 0.5
 #: Critical when 90% or more are dead: the layer passes almost no signal and no gradient.
 DEAD_CRITICAL = 0.9
 
-REMEDIES = [
-    "swap_activation:leaky_relu",
-    "swap_activation:elu",
-    "swap_activation:prelu",
-    "reinit:he",
-    "lower_lr",
-    "add_batchnorm",
-]
+#: Remedies for this rule's findings, best first.
+REMEDIES: dict[str, list[str]] = {
+    "dead_units": [
+        "swap_activation:leaky_relu",
+        "swap_activation:elu",
+        "swap_activation:prelu",
+        "reinit:he",
+        "lower_lr",
+        "add_batchnorm",
+    ]
+}
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -69,4 +72,4 @@ def rule(trace: Trace) -> list[Finding]:
         "worst_layer": trace.layers[worst_j].name,
         "worst_fraction": worst,
     }
-    return [Finding("dead_units", severity, names, evidence, msg, list(REMEDIES))]
+    return [Finding("dead_units", severity, names, evidence, msg, list(REMEDIES["dead_units"]))]

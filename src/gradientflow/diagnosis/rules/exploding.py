@@ -263,12 +263,19 @@ def _jumped_layers(trace: Trace, r: int) -> list[str]:
     return [trace.layers[j].name for j in jumped]
 
 
+#: Remedies for this rule's findings, best first: a spike or growth over time. A growth with
+#: depth gets the init that suits the activation first (see ``_remedies``).
+REMEDIES: dict[str, list[str]] = {"exploding": ["clip_gradients", "lower_lr", "add_batchnorm"]}
+#: The init that brings an activation back to its critical point (SCIENCE.md): Xavier for
+#: sigmoid and tanh, LeCun-normal for SELU (self-normalising), He for the ReLU family.
+_REINIT = {"tanh": "reinit:xavier", "sigmoid": "reinit:xavier", "selu": "reinit:lecun"}
+
+
 def _remedies(trace: Trace, depth: dict[str, Any] | None) -> list[str]:
     if depth is None:
-        return ["clip_gradients", "lower_lr", "add_batchnorm"]
+        return list(REMEDIES["exploding"])
     act = dominant_activation(trace, chain_layers(trace))
-    reinit = {"tanh": "reinit:xavier", "sigmoid": "reinit:xavier", "selu": "reinit:lecun"}
-    return [reinit.get(act or "", "reinit:he"), "add_batchnorm", "clip_gradients", "lower_lr"]
+    return [_REINIT.get(act or "", "reinit:he"), "add_batchnorm", "clip_gradients", "lower_lr"]
 
 
 def _depth_text(depth: dict[str, Any]) -> str:

@@ -27,6 +27,10 @@ import numpy as np
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.trace import Trace
 
+#: Remedies for this rule's findings, best first (prescribe's fallback for a finding of this
+#: kind that names none).
+REMEDIES: dict[str, list[str]] = {"nonfinite": ["lower_lr", "clip_gradients", "add_batchnorm"]}
+
 #: Fraction of steps a GradScaler may skip before it is worth a warning (dynamic loss scaling
 #: halves the scale on each overflow, so a healthy run skips a handful of steps at most).
 SKIPPED_WARNING = 0.05
@@ -105,7 +109,7 @@ def rule(trace: Trace) -> list[Finding]:
         )
         return [Finding("nonfinite", severity, blamed, ev, msg, ["clip_gradients", "lower_lr"])]
     severity = "critical" if ev["persists"] or ev["first_weight_step"] is not None else "warning"
-    remedies = ["lower_lr", "clip_gradients", "add_batchnorm"]
+    remedies = list(REMEDIES["nonfinite"])
     return [Finding("nonfinite", severity, blamed, ev, _message(ev, blamed), remedies)]
 
 

@@ -38,7 +38,9 @@ from gradientflow.trace import Trace
 WARN_ABS, WARN_LOGV = 20.0, 2.0
 CRITICAL_ABS, CRITICAL_LOGV = 50.0, 4.0
 MIN_DRIFT = 10.0
-REMEDIES = ["z_loss", "lower_lr", "clip_gradients"]
+REMEDIES: dict[str, list[str]] = {
+    "output_logit_divergence": ["z_loss", "lower_lr", "clip_gradients"]
+}
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -77,4 +79,13 @@ def rule(trace: Trace) -> list[Finding]:
         "vocab": vocab,
         "step": int(np.asarray(steps).reshape(-1)[-1]),
     }
-    return [Finding("output_logit_divergence", severity, [], evidence, message, REMEDIES)]
+    return [
+        Finding(
+            "output_logit_divergence",
+            severity,
+            [],
+            evidence,
+            message,
+            list(REMEDIES["output_logit_divergence"]),
+        )
+    ]

@@ -38,7 +38,7 @@ from gradientflow.trace import Trace
 MIN_BLOCKS = 4
 EARLY_ROWS = 5
 MIN_GROWTH = 1.5
-REMEDIES = ["warmup", "to_pre_ln"]
+REMEDIES: dict[str, list[str]] = {"post_ln_depth": ["warmup", "to_pre_ln"]}
 
 
 def _post_ln_blocks(trace: Trace) -> list[tuple[str, str]]:
@@ -96,4 +96,13 @@ def rule(trace: Trace) -> list[Finding]:
         "growth": growth,
         "rows": int(min(EARLY_ROWS, trace.n_records)),
     }
-    return [Finding("post_ln_depth", "warning", [names[-1]], evidence, message, REMEDIES)]
+    return [
+        Finding(
+            "post_ln_depth",
+            "warning",
+            [names[-1]],
+            evidence,
+            message,
+            list(REMEDIES["post_ln_depth"]),
+        )
+    ]

@@ -27,10 +27,18 @@ SAT_WARNING = 0.5
 SAT_CRITICAL = 0.9
 
 
+#: Remedies for this rule's findings, best first (for a sigmoid: swap it; tanh can be brought
+#: to its critical point by init, so normalising and re-initialising come first there).
+REMEDIES: dict[str, list[str]] = {
+    "saturation": ["swap_activation:relu", "add_batchnorm", "reinit:xavier", "lower_lr"]
+}
+_TANH_LIKE = ["add_batchnorm", "reinit:xavier", "swap_activation:relu", "lower_lr"]
+
+
 def _remedies(activation: str | None) -> list[str]:
     if activation in ("tanh", "hardtanh", "softsign"):
-        return ["add_batchnorm", "reinit:xavier", "swap_activation:relu", "lower_lr"]
-    return ["swap_activation:relu", "add_batchnorm", "reinit:xavier", "lower_lr"]
+        return list(_TANH_LIKE)
+    return list(REMEDIES["saturation"])
 
 
 def rule(trace: Trace) -> list[Finding]:

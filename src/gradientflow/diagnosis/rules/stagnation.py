@@ -30,6 +30,10 @@ from gradientflow.diagnosis.rules._common import (
 )
 from gradientflow.trace import Trace
 
+#: Remedies for this rule's findings, best first, when the activation is not known; a
+#: stagnation with tiny updates everywhere gets ``raise_lr`` alone.
+REMEDIES: dict[str, list[str]] = {"stagnation": [*remedies_for_activation(None), "raise_lr"]}
+
 #: The seed article's sign 3 ("learning stagnates after a few iterations"; DESIGN.md) comes
 #: without numbers: these cut-offs are judgement calls, made noise-aware.
 #: Fewer logged losses, or fewer optimizer steps, than this cannot show a plateau.

@@ -34,7 +34,7 @@ import math
 import re
 
 from gradientflow.diagnosis.findings import Finding, Severity
-from gradientflow.probes.recurrent_horizon import (
+from gradientflow.diagnosis.horizon import (
     HORIZON_RATIO,
     HorizonStats,
     bptt_layers,
@@ -48,6 +48,12 @@ EXPLODE_CRITICAL = 1e6
 MIN_SEQ_LEN = 4
 _SUFFIX = re.compile(r"(\.l\d+)?(\.reverse)?$")
 _GATED = ("LSTM", "GRU", "LSTMCell", "GRUCell")
+#: Remedies for this rule's findings, best first (a vanishing gated layer gets only the
+#: orthogonal init: it is an LSTM or GRU already).
+REMEDIES: dict[str, list[str]] = {
+    "vanishing_through_time": ["to_lstm", "to_gru", "reinit:orthogonal"],
+    "exploding_through_time": ["clip_gradients", "reinit:orthogonal"],
+}
 
 
 def _evidence(s: HorizonStats) -> dict[str, object]:
@@ -86,7 +92,7 @@ def _vanishing(s: HorizonStats) -> Finding:
         f"{s.seq_len} steps (it shrinks by a factor {s.decay_factor:.3g} per step). The layer "
         f"cannot learn dependencies longer than about {s.horizon} steps. {cure}"
     )
-    remedies = ["reinit:orthogonal"] if gated else ["to_lstm", "to_gru", "reinit:orthogonal"]
+    remedies = ["reinit:orthogonal"] if gated else list(REMEDIES["vanishing_through_time"])
     return Finding("vanishing_through_time", severity, [_layer(s)], _evidence(s), message, remedies)
 
 
@@ -105,7 +111,7 @@ def _exploding(s: HorizonStats) -> Finding:
         [_layer(s)],
         _evidence(s),
         message,
-        ["clip_gradients", "reinit:orthogonal"],
+        list(REMEDIES["exploding_through_time"]),
     )
 
 

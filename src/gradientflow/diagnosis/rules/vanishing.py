@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gradientflow.diagnosis.depth import first_over_last
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import (
     chain_layers,
@@ -44,6 +45,10 @@ from gradientflow.diagnosis.rules._common import (
 )
 from gradientflow.trace import Trace
 
+#: Remedies for this rule's findings, best first, when the activation is not known (the rule
+#: picks them by activation: :func:`~gradientflow.diagnosis.rules._common.remedies_for_activation`).
+REMEDIES: dict[str, list[str]] = {"vanishing": remedies_for_activation(None)}
+
 #: Warning below this first/last ratio: the first layer gets under 1% of the top layer's
 #: gradient, so with plain SGD it learns 100x slower. Healthy nets measured in SCIENCE.md sit
 #: at 0.68-1.8; the same nets with a vanishing init at 5e-8 (ReLU) and 1e-18 (sigmoid).
@@ -51,7 +56,7 @@ WARNING_RATIO = 1e-2
 #: Critical below this ratio: the first layer gets under 1/10,000 of the top's gradient
 #: (SCIENCE.md: 20-layer ReLU default init, 5e-8, trains to chance accuracy).
 CRITICAL_RATIO = 1e-4
-#: "Falls below 1e-3 of the top's": the depth the issue asks for (a 1000x slower layer).
+#: "Falls below 1e-3 of the top's": the depth reported (a 1000x slower layer).
 DEPTH_RATIO = 1e-3
 #: Sign 1 (the article): lower layers' relative update under 1/10 of the top layers'.
 #: When the optimizer keeps lower layers moving anyway (Adam rescales tiny gradients), a
@@ -82,7 +87,7 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
     if not np.all(np.isfinite(g)) or not g[-1] > 0:
         return None
     rel = g / g[-1]
-    ratio = float(rel[0])
+    ratio = float(first_over_last(profile, chain))
     n = len(chain)
     below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
     lo, hi, s1 = _sign1(trace, rows, chain)

@@ -22,6 +22,11 @@ from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import fmt, pct, trainable_layers
 from gradientflow.trace import Trace
 
+#: Remedies for this rule's findings, best first.
+REMEDIES: dict[str, list[str]] = {
+    "weights_to_zero": ["reinit:he", "add_batchnorm", "swap_activation:relu", "lower_lr"]
+}
+
 #: The seed article's sign 2 ("weights become 0"; DESIGN.md) comes without numbers: these
 #: cut-offs are judgement calls.
 #: Weight norm fallen under 10% of its starting value: the layer lost nearly all it had.
@@ -97,6 +102,6 @@ def rule(trace: Trace) -> list[Finding]:
             list(per_layer),
             {"layers": per_layer},
             msg,
-            ["reinit:he", "add_batchnorm", "swap_activation:relu", "lower_lr"],
+            list(REMEDIES["weights_to_zero"]),
         )
     ]

@@ -31,6 +31,7 @@ EXPERIMENTS: dict[str, str] = {
     "pretraining": "pretraining",
     "lstm-vs-rnn": "lstm_vs_rnn",
     "mean-field": "mean_field",
+    "trainability": "trainability",
     "mnist1d-baselines": "mnist1d_baselines",
     "hardware": "hardware",
     "qk-layernorm-lr": "qk_layernorm_lr",

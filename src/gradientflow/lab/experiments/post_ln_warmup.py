@@ -55,9 +55,9 @@ def _fires(norm_first: bool, seed: int) -> bool:
     return bool(post_ln.rule(run.trace))
 
 
-def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
+def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> ExperimentResult:
     """Init profiles (3 seeds) and post-LN training with/without warmup."""
-    seeds = [0, 1, 2]
+    seeds = [seed, seed + 1, seed + 2]
     post = [_profile(False, s) for s in seeds]
     pre = [_profile(True, s) for s in seeds]
     g_post = statistics.median(_growth(p) for p in post)
@@ -72,9 +72,9 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         ("post_low", False, LOW_LR, 0),
         ("post_low_warmup", False, LOW_LR, WARMUP),
     ):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         r = train_lm(
-            TinyLM(norm_first=nf, layers=6, seed=0), lr=lr, steps=steps, seed=0, warmup=warm
+            TinyLM(norm_first=nf, layers=6, seed=seed), lr=lr, steps=steps, seed=seed, warmup=warm
         )
         loss[name] = r.final_loss
     checks: list[dict[str, Any]] = []
@@ -126,6 +126,7 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         checks=checks,
         figures=figures,
         quick=quick,
+        seed=seed,
     )
 
 

@@ -37,11 +37,11 @@ MARGIN = 0.2
 ATTN = ("attention_logit_growth", "attention_entropy_collapse")
 
 
-def _arm(lrs: list[float], qk: bool, steps: int) -> list[dict[str, Any]]:
+def _arm(lrs: list[float], qk: bool, steps: int, seed: int) -> list[dict[str, Any]]:
     out = []
     for lr in lrs:
-        model = TinyLM(seed=0)
-        r = train_lm(qk_layernorm(model) if qk else model, lr=lr, steps=steps, seed=0)
+        model = TinyLM(seed=seed)
+        r = train_lm(qk_layernorm(model) if qk else model, lr=lr, steps=steps, seed=seed)
         out.append(
             {
                 "lr": lr,
@@ -54,11 +54,11 @@ def _arm(lrs: list[float], qk: bool, steps: int) -> list[dict[str, Any]]:
     return out
 
 
-def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
+def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> ExperimentResult:
     """LR sweep with and without qk-layernorm; losses, max attention logits, findings."""
     lrs = [1e-3, 1e-2, 1e-1, 3e-1] if quick else [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
     steps = 200 if quick else 400
-    plain, normed = _arm(lrs, False, steps), _arm(lrs, True, steps)
+    plain, normed = _arm(lrs, False, steps, seed), _arm(lrs, True, steps, seed)
     best = min(r["loss"] for r in plain + normed)
     ok_plain = sum(r["loss"] <= (1 + MARGIN) * best for r in plain)
     ok_normed = sum(r["loss"] <= (1 + MARGIN) * best for r in normed)
@@ -126,6 +126,7 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         checks=checks,
         figures=figures,
         quick=quick,
+        seed=seed,
     )
 
 

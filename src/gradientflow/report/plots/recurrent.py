@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gradientflow.diagnosis.horizon import bptt_key, bptt_layers
 from gradientflow.errors import GradientFlowError
 from gradientflow.report.plots._mpl import new_figure, note, plain, positive, step_colors
 from gradientflow.trace import Trace
@@ -33,17 +34,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-PREFIX, SUFFIX, GAIN_SUFFIX = "bptt/", "/dl_dh", "/gain"
+SUFFIX, GAIN_SUFFIX = "dl_dh", "gain"
 
 
 def recurrent_layers(trace: Trace) -> list[str]:
     """Names of the layers with per-time-step gradients in ``trace.extras``, in trace order."""
-    found = {
-        k[len(PREFIX) : -len(tail)]
-        for k in trace.extras
-        for tail in (SUFFIX, GAIN_SUFFIX)
-        if k.startswith(PREFIX) and k.endswith(tail) and len(k) > len(PREFIX) + len(tail)
-    }
+    found = bptt_layers(trace.extras, (SUFFIX, GAIN_SUFFIX))
     order = {name: i for i, name in enumerate(trace.layer_names)}
     return sorted(found, key=lambda n: (order.get(n.split(".")[0], len(order)), n))
 
@@ -80,12 +76,12 @@ def recurrent_time_steps(trace: Trace, layer: str | None = None, *, max_lines: i
 
 def _draw_bptt(ax: Axes, trace: Trace, name: str, max_lines: int) -> None:
     curves = {
-        key: np.atleast_2d(np.asarray(trace.extras[PREFIX + name + key], dtype=np.float64))
+        key: np.atleast_2d(np.asarray(trace.extras[bptt_key(name, key)], dtype=np.float64))
         for key in (SUFFIX, GAIN_SUFFIX)
-        if PREFIX + name + key in trace.extras
+        if bptt_key(name, key) in trace.extras
     }
     n, length = next(iter(curves.values())).shape
-    steps = np.asarray(trace.extras.get(f"{PREFIX}{name}/steps", np.arange(n))).reshape(-1)
+    steps = np.asarray(trace.extras.get(bptt_key(name, "steps"), np.arange(n))).reshape(-1)
     pick = np.unique(np.linspace(0, n - 1, num=min(max_lines, n)).round().astype(int))
     t = np.arange(length)
     for color, i in zip(step_colors(len(pick)), pick, strict=True):

@@ -15,6 +15,8 @@ every kind of layer (for an LSTM it includes the carousel path h_t → c_{t+1} �
   (least squares on the logarithm), so ρ < 1 vanishes and ρ > 1 explodes through time.
 * :func:`horizon_stats` — both, for the recent rows of a (samples, T) array as stored in a
   Trace (rows combined by their geometric mean).
+* :func:`bptt_key` / :func:`parse_bptt_key` / :func:`bptt_layers` — the one spelling of the
+  extras keys ``bptt/<layer>/<field>`` the recurrent probe writes and the rules and plots read.
 
 >>> import numpy as np
 >>> c = 0.5 ** np.arange(20)[::-1]           # halves at every step back
@@ -36,7 +38,12 @@ from gradientflow.errors import GradientFlowError
 
 #: A gradient below this fraction of its value at the last step counts as gone.
 HORIZON_RATIO = 1e-3
-_KEY = re.compile(r"^bptt/(.+)/(dl_dh|gain|dl_dc|gain_c)$")
+#: The per-time-step curves the recurrent probe records per layer, each (samples, T).
+CURVE_FIELDS = ("dl_dh", "gain", "dl_dc", "gain_c")
+#: Every field of a recurrent layer in a Trace's extras: the curves, the optimizer step of each
+#: sample ``(samples,)`` and the layer's kind ``(1,)``.
+BPTT_FIELDS = (*CURVE_FIELDS, "steps", "kind")
+_KEY = re.compile(rf"^bptt/(.+)/({'|'.join(BPTT_FIELDS)})$")
 #: Curves in order of preference for the horizon: the gain of h, the same measure for every
 #: kind of layer (an LSTM's ``gain_c`` is kept for inspection, not used here).
 CURVES = ("gain", "dl_dh")
@@ -116,17 +123,41 @@ class HorizonStats:
         return asdict(self)
 
 
-def bptt_layers(extras: Mapping[str, np.ndarray]) -> list[str]:
-    """Names of the recurrent layers recorded in a Trace's extras, in recording order.
+def bptt_key(layer: str, field: str) -> str:
+    """The extras key of one field of a recurrent layer: ``bptt/<layer>/<field>``.
+
+    >>> bptt_key("enc.lstm", "gain")
+    'bptt/enc.lstm/gain'
+    """
+    if field not in BPTT_FIELDS:
+        raise GradientFlowError(f"bptt_key: unknown field {field!r}; known: {list(BPTT_FIELDS)}")
+    return f"bptt/{layer}/{field}"
+
+
+def parse_bptt_key(key: str) -> tuple[str, str] | None:
+    """``(layer, field)`` of a ``bptt/<layer>/<field>`` extras key, None for any other key.
+
+    >>> parse_bptt_key("bptt/enc/lstm.l1/dl_dh"), parse_bptt_key("loss_scale")
+    (('enc/lstm.l1', 'dl_dh'), None)
+    """
+    m = _KEY.match(key)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def bptt_layers(
+    extras: Mapping[str, np.ndarray], fields: tuple[str, ...] = CURVE_FIELDS
+) -> list[str]:
+    """Names of the recurrent layers with one of ``fields`` recorded in a Trace's extras, in
+    recording order.
 
     >>> bptt_layers({"bptt/rnn/dl_dh": np.ones((1, 3)), "bptt/rnn/steps": np.zeros(1)})
     ['rnn']
     """
     seen: dict[str, None] = {}
     for key in extras:
-        m = _KEY.match(key)
-        if m:
-            seen.setdefault(m.group(1), None)
+        parsed = parse_bptt_key(key)
+        if parsed is not None and parsed[1] in fields:
+            seen.setdefault(parsed[0], None)
     return list(seen)
 
 
@@ -152,14 +183,13 @@ def horizon_stats(
     >>> s.horizon, s.censored, round(s.decay_factor, 3), s.step
     (1, False, 0.01, 7)
     """
-    found = [c for c in CURVES if f"bptt/{layer}/{c}" in extras]
+    found = [c for c in CURVES if bptt_key(layer, c) in extras]
     if not found:
         raise GradientFlowError(f"horizon_stats: no per-time-step gradients for layer {layer!r}")
     name = found[0]
-    key = f"bptt/{layer}/{name}"
-    rows = np.atleast_2d(np.asarray(extras[key], dtype=np.float64))[-last:]
-    steps = np.asarray(extras.get(f"bptt/{layer}/steps", np.arange(len(rows))))
-    kind_arr = extras.get(f"bptt/{layer}/kind")
+    rows = np.atleast_2d(np.asarray(extras[bptt_key(layer, name)], dtype=np.float64))[-last:]
+    steps = np.asarray(extras.get(bptt_key(layer, "steps"), np.arange(len(rows))))
+    kind_arr = extras.get(bptt_key(layer, "kind"))
     kind = str(np.asarray(kind_arr).reshape(-1)[0]) if kind_arr is not None else "unknown"
     curve = _as_curve(combine(rows))
     if curve.size == 0:  # all NaN: the gradients themselves were not finite

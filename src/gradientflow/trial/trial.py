@@ -31,11 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradientflow.diagnosis.findings import Diagnosis
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.registry import REGISTRY, get
+from gradientflow.remedies.prescribe import prescribe
+from gradientflow.remedies.registry import get
 from gradientflow.remedies.remedy import Remedy
-from gradientflow.remedies.table import TrialRow, TrialTable
-from gradientflow.remedies.training import OptimizerSpec, grad_ratios, train_once
+from gradientflow.trial.run import OptimizerSpec, TrialRun, train_once
+from gradientflow.trial.table import TrialRow, TrialTable
 
 
 def _batches(batches: Any, steps: int | None) -> Callable[[], Iterable[Any]]:
@@ -69,12 +71,6 @@ def _resolve(remedies: Sequence[str | Remedy]) -> list[Remedy]:
     return [item if isinstance(item, Remedy) else get(str(item)) for item in remedies]
 
 
-def _prescribed(diagnosis: Any, model: nn.Module) -> list[Remedy]:
-    from gradientflow.remedies.prescribe import prescribe
-
-    return prescribe(diagnosis, model, limit=6)
-
-
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -82,23 +78,23 @@ def _mean(values: list[float]) -> float:
     return float(statistics.fmean(finite))
 
 
-def _row(name: str, title: str, runs: list[dict[str, Any]]) -> TrialRow:
-    ratios = [r["grad_ratio"] for r in runs if math.isfinite(r["grad_ratio"])]
+def _row(name: str, title: str, runs: list[TrialRun]) -> TrialRow:
+    ratios = [r.grad_ratio for r in runs if math.isfinite(r.grad_ratio)]
     return TrialRow(
         name=name,
         title=title,
-        lr=runs[0]["lr"],
-        final_loss=_mean([r["final_loss"] for r in runs]),
-        best_loss=_mean([r["best_loss"] for r in runs]),
-        metric=_mean([r["metric"] for r in runs]),
+        lr=runs[0].lr,
+        final_loss=_mean([r.final_loss for r in runs]),
+        best_loss=_mean([r.best_loss for r in runs]),
+        metric=_mean([r.metric for r in runs]),
         grad_ratio=float(np.exp(np.mean(np.log(ratios))))
         if ratios and min(ratios) > 0
         else math.nan,
-        grad_ratio_median=_mean([r["grad_ratio_median"] for r in runs]),
-        findings=sorted({k for r in runs for k in r["findings"]}),
-        wall_s=float(sum(r["wall_s"] for r in runs)),
-        diverged=any(r["diverged"] for r in runs),
-        error=next((r["error"] for r in runs if r.get("error")), ""),
+        grad_ratio_median=_mean([r.grad_ratio_median for r in runs]),
+        findings=sorted({k for r in runs for k in r.findings}),
+        wall_s=float(sum(r.wall_s for r in runs)),
+        diverged=any(r.diverged for r in runs),
+        error=next((r.error for r in runs if r.error), ""),
         per_seed=runs,
     )
 
@@ -152,31 +148,30 @@ def trial(
         leave=False,
     ) as bar:
         base = [train_once(make, None, *args, seed, evaluate, bar) for seed in seeds]
-        diagnosis = base[0]["diagnosis"]
+        diagnosis = base[0][1]
         if given is None:
             torch.manual_seed(seeds[0])
-            given = _prescribed(diagnosis, make())
+            given = [] if diagnosis is None else prescribe(diagnosis, make(), limit=6)
         bar.total = n_steps * len(seeds) * (1 + len(given))
-        runs = {"baseline": base}
+        runs = {"baseline": [run for run, _ in base]}
         for remedy in given:
             bar.set_description(f"trial {remedy.name}")
-            runs[remedy.name] = [train_once(make, remedy, *args, s, evaluate, bar) for s in seeds]
-    for rr in runs.values():
-        for run in rr:
-            run.pop("diagnosis", None)
+            runs[remedy.name] = [
+                train_once(make, remedy, *args, s, evaluate, bar)[0] for s in seeds
+            ]
     return _table(runs, given, diagnosis, evaluate, metric_name, n_steps, seeds, spec, remedies)
 
 
 def _table(
-    runs: dict[str, list[dict[str, Any]]],
+    runs: dict[str, list[TrialRun]],
     chosen: list[Remedy],
-    diagnosis: Any,
-    evaluate: Any,
+    diagnosis: Diagnosis | None,
+    evaluate: Callable[[nn.Module], float] | None,
     metric_name: str,
     n_steps: int,
     seeds: list[int],
-    spec: Any,
-    remedies: Any,
+    spec: OptimizerSpec,
+    remedies: Sequence[str | Remedy] | None,
 ) -> TrialTable:
     titles = {r.name: r.title for r in chosen}
     rows = [_row(name, titles.get(name, "baseline"), rr) for name, rr in runs.items()]
@@ -191,6 +186,3 @@ def _table(
     table = TrialTable(rows, metric_name=metric_name if evaluate else None, meta=meta)
     table.diagnosis = diagnosis
     return table
-
-
-__all__ = ["REGISTRY", "TrialRow", "TrialTable", "grad_ratios", "trial"]

@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gradientflow.diagnosis.findings import json_safe
+from gradientflow.diagnosis.findings import Diagnosis
+from gradientflow.errors import GradientFlowError
+from gradientflow.jsonsafe import json_safe
+from gradientflow.trial.run import TrialRun
 
 _SORT_KEYS = ("metric", "final_loss", "best_loss", "grad_ratio", "wall_s", "name")
 
@@ -52,7 +55,7 @@ class TrialRow:
     wall_s: float = 0.0
     diverged: bool = False
     error: str = ""
-    per_seed: list[dict[str, Any]] = field(default_factory=list)
+    per_seed: list[TrialRun] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(json_safe(asdict(self)))
@@ -72,13 +75,13 @@ class TrialTable:
         self.metric_name = metric_name
         self.meta = dict(meta or {})
         #: the baseline's Diagnosis (set by ``trial``), what the prescriptions came from
-        self.diagnosis: Any = None
+        self.diagnosis: Diagnosis | None = None
         self.sort("metric" if any(math.isfinite(r.metric) for r in rows) else "final_loss")
 
     def sort(self, by: str = "metric", *, descending: bool | None = None) -> TrialTable:
         """Sort in place by a column (NaN last, ties by name); returns self."""
         if by not in _SORT_KEYS:
-            raise ValueError(f"TrialTable.sort: by must be one of {_SORT_KEYS}, got {by!r}")
+            raise GradientFlowError(f"TrialTable.sort: by must be one of {_SORT_KEYS}, got {by!r}")
         if by == "name":
             self.rows.sort(key=lambda r: r.name)
             return self

@@ -1,8 +1,10 @@
-"""One watched training run of a trial: the optimizer recipe and the loop.
+"""One watched training run of a trial: the optimizer recipe, the loop, and what it measured.
 
 >>> spec = OptimizerSpec.from_any(None, None)
 >>> spec.name, spec.lr
 ('SGD', 0.01)
+>>> TrialRun("baseline", seed=0, lr=0.01).error
+''
 """
 
 from __future__ import annotations
@@ -11,14 +13,49 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from gradientflow.diagnosis.depth import grad_ratio
+from gradientflow.diagnosis.findings import Diagnosis
 from gradientflow.errors import GradientFlowError
+from gradientflow.recipe import Recipe, run_recipe
 from gradientflow.remedies.remedy import Remedy
+
+if TYPE_CHECKING:
+    from gradientflow.monitor import Monitor
+
+
+@dataclass
+class TrialRun:
+    """One candidate trained under one seed, and what was measured on it.
+
+    * ``final_loss``: mean training loss over the last 5% of steps; ``best_loss``: the lowest
+      5%-window moving average; ``steps_run``: optimizer steps taken (fewer when stopped for
+      NaN/Inf, then ``diverged``).
+    * ``metric``: ``evaluate(model)`` after training (NaN without evaluate).
+    * ``grad_ratio``: the first/last gradient ratio at the first recorded step
+      (:func:`gradientflow.diagnosis.depth.grad_ratio`); ``grad_ratio_median``: over the run.
+    * ``findings``: finding kinds (warning or worse) diagnosed on the run.
+    * ``error``: why the remedy could not be applied ("" when it was).
+    """
+
+    name: str
+    seed: int
+    lr: float
+    final_loss: float = math.nan
+    best_loss: float = math.nan
+    metric: float = math.nan
+    grad_ratio: float = math.nan
+    grad_ratio_median: float = math.nan
+    steps_run: int = 0
+    findings: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    diverged: bool = False
+    error: str = ""
 
 
 @dataclass
@@ -56,16 +93,6 @@ class OptimizerSpec:
         return self.factory(params, lr=lr, **self.kwargs)
 
 
-def grad_ratios(trace: Any) -> np.ndarray:
-    """‖grad first layer‖ / ‖grad last layer‖ at each recorded step of a Trace."""
-    idx = [i for i, info in enumerate(trace.layers) if info.trainable]
-    if len(idx) < 2:
-        return np.full(len(trace.steps), np.nan)
-    g = trace.metrics["grad_norm"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(g[:, idx[0]] / g[:, idx[-1]], dtype=np.float64)
-
-
 def _summary(losses: list[float]) -> tuple[float, float]:
     """(final loss: mean of the last 5%, best loss: lowest 5%-window moving average)."""
     if not losses:
@@ -84,51 +111,24 @@ def _train(
     batches: list[Any],
     loss_fn: Callable[..., torch.Tensor],
     bar: Any,
-) -> tuple[Any, dict[str, Any]]:
-    """Train with :func:`gradientflow.recipe.run_recipe` (watched); (monitor, loss summary)."""
-    from gradientflow.recipe import run_recipe
-
+) -> tuple[Monitor, TrialRun]:
+    """Train with :func:`gradientflow.recipe.run_recipe` (watched); the monitor, and a run
+    holding the loss summary."""
     losses: list[float] = []
 
     def on_step(step: int, value: float) -> None:
         losses.append(value)
         bar.update(1)
 
-    recipe: dict[str, Any] = {
-        "model": model,
-        "optimizer": opt,
-        "batches": batches,
-        "loss_fn": loss_fn,
-        "notes": [],
-    }
+    recipe = Recipe(model=model, batches=batches, loss_fn=loss_fn, optimizer=opt)
     mon = run_recipe(recipe, len(batches), progress=False, on_step=on_step)
     bar.update(len(batches) - len(losses))  # a run stopped early for NaN/Inf
     final, best = _summary(losses)
-    stopped = any(note.startswith("stopped") for note in recipe["notes"])
-    return mon, {
-        "final_loss": final,
-        "best_loss": best,
-        "steps_run": len(losses),
-        "diverged": stopped or not math.isfinite(final),
-    }
-
-
-def _failed(name: str, lr: float, seed: int, error: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "seed": seed,
-        "lr": lr,
-        "final_loss": math.nan,
-        "best_loss": math.nan,
-        "metric": math.nan,
-        "grad_ratio": math.nan,
-        "grad_ratio_median": math.nan,
-        "findings": [],
-        "wall_s": 0.0,
-        "diverged": False,
-        "error": error,
-        "diagnosis": None,
-    }
+    stopped = any(note.startswith("stopped") for note in recipe.notes)
+    run = TrialRun("", seed=0, lr=math.nan, final_loss=final, best_loss=best)
+    run.steps_run = len(losses)
+    run.diverged = stopped or not math.isfinite(final)
+    return mon, run
 
 
 def train_once(
@@ -140,8 +140,11 @@ def train_once(
     seed: int,
     evaluate: Callable[[nn.Module], float] | None,
     bar: Any,
-) -> dict[str, Any]:
-    """Build (and remedy) a model under ``seed``, train it watched, and measure it."""
+) -> tuple[TrialRun, Diagnosis | None]:
+    """Build (and remedy) a model under ``seed``, train it watched, and measure it.
+
+    Returns the run and its diagnosis (None when the remedy could not be applied).
+    """
     name = "baseline" if remedy is None else remedy.name
     lr = spec.lr if remedy is None else remedy.learning_rate(spec.lr, spec.name)
     start = time.perf_counter()
@@ -153,27 +156,27 @@ def train_once(
             model = remedy.apply(model, list(get_batches()) if remedy.needs_batches else None)
         except GradientFlowError as exc:
             bar.update(sum(1 for _ in get_batches()))
-            return _failed(name, lr, seed, str(exc))
+            return TrialRun(name, seed=seed, lr=lr, error=str(exc)), None
     torch.manual_seed(seed)
     opt = spec.make(model.parameters(), lr)
     clipper = remedy.prepare(opt) if remedy is not None else None
     try:
-        mon, out = _train(model, opt, list(get_batches()), loss_fn, bar)
+        mon, run = _train(model, opt, list(get_batches()), loss_fn, bar)
     finally:
         if clipper is not None:
             clipper.detach()
-    out.update(name=name, seed=seed, lr=lr, error="")
-    _read_monitor(mon, out)
-    out["metric"] = float(evaluate(model)) if evaluate is not None else math.nan
-    out["wall_s"] = time.perf_counter() - start
-    return out
+    run.name, run.seed, run.lr = name, seed, lr
+    diagnosis = _read_monitor(mon, run)
+    run.metric = float(evaluate(model)) if evaluate is not None else math.nan
+    run.wall_s = time.perf_counter() - start
+    return run, diagnosis
 
 
-def _read_monitor(mon: Any, out: dict[str, Any]) -> None:
-    ratios = grad_ratios(mon.trace)
+def _read_monitor(mon: Monitor, run: TrialRun) -> Diagnosis:
+    ratios = grad_ratio(mon.trace)
     finite = ratios[np.isfinite(ratios)]
-    out["grad_ratio"] = float(ratios[0]) if len(ratios) else math.nan
-    out["grad_ratio_median"] = float(np.median(finite)) if len(finite) else math.nan
-    diagnosis = mon.diagnose()
-    out["diagnosis"] = diagnosis
-    out["findings"] = sorted({f.kind for f in diagnosis.at_least("warning")})
+    run.grad_ratio = float(ratios[0]) if len(ratios) else math.nan
+    run.grad_ratio_median = float(np.median(finite)) if len(finite) else math.nan
+    diagnosis: Diagnosis = mon.diagnose()
+    run.findings = sorted({f.kind for f in diagnosis.at_least("warning")})
+    return diagnosis

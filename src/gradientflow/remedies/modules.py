@@ -1,9 +1,14 @@
-"""Helpers the transforms share: activation kinds, module paths, weight layers, functional calls.
+"""Helpers the transforms share: module paths, leaves, weight layers, functional activations.
+
+The names of activations, their modules and autograd nodes, and the weight layers come from
+:mod:`gradientflow.kinds` (the one vocabulary); this module adds what rewriting a model needs.
 
 >>> from torch import nn
 >>> model = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2))
 >>> activation_kind(model[1]), [name for name, _ in weight_layers(model)]
 ('sigmoid', ['0', '2'])
+>>> [name for name, _ in leaves(model)]
+['0', '1', '2']
 """
 
 from __future__ import annotations
@@ -19,56 +24,35 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-
-#: Element-wise activation modules the transforms recognise, by the name users pass.
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "prelu": nn.PReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "celu": nn.CELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "mish": nn.Mish,
-    "softplus": nn.Softplus,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "hardtanh": nn.Hardtanh,
-    "relu6": nn.ReLU6,
-    "hardsigmoid": nn.Hardsigmoid,
-    "hardswish": nn.Hardswish,
-    "logsigmoid": nn.LogSigmoid,
-    "softsign": nn.Softsign,
-    "rrelu": nn.RReLU,
-    "tanhshrink": nn.Tanhshrink,
-}
-
-#: Layers whose weights the transforms re-initialise or wrap.
-WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
+from gradientflow.kinds import (
+    ACTIVATION_MODULES,
+    WEIGHT_LAYERS,
+    activation_of_module,
+    activation_of_node,
 )
 
+__all__ = [
+    "ACTIVATION_MODULES",
+    "WEIGHT_LAYERS",
+    "activation_kind",
+    "clone",
+    "functional_activations",
+    "graph_activations",
+    "leaves",
+    "out_features",
+    "set_submodule",
+    "weight_layers",
+]
+
+#: The activation name of a module ("relu", "selu", ...), None for any other module.
+activation_kind = activation_of_module
+
 # functional spellings of activations in a forward: F.relu(x), torch.sigmoid(x), x.tanh(), ...
-_FUNCTIONAL = "|".join(sorted(ACTIVATIONS, key=len, reverse=True))
+_FUNCTIONAL = "|".join(sorted(ACTIVATION_MODULES, key=len, reverse=True))
 _FUNCTIONAL_RE = re.compile(
     rf"(?:\b(?:F|functional|torch|nn\.functional)\.({_FUNCTIONAL})_?\s*\()"
     rf"|(?:\.({_FUNCTIONAL})_?\(\s*\))"
 )
-
-
-def activation_kind(module: nn.Module) -> str | None:
-    """The activation name of ``module`` ("relu", "sigmoid", ...) or None if it is none."""
-    for name, cls in ACTIVATIONS.items():
-        if type(module) is cls:
-            return name
-    return None
 
 
 def clone(model: nn.Module, fn: str) -> nn.Module:
@@ -76,6 +60,11 @@ def clone(model: nn.Module, fn: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise GradientFlowError(f"{fn}(): `model` must be an nn.Module, got {type(model).__name__}")
     return copy.deepcopy(model)
+
+
+def leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(qualified name, module) of every submodule without children, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
 
 
 def weight_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -94,7 +83,7 @@ def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
 
 def out_features(module: nn.Module) -> int:
     """Output width (features or channels) of a Linear/Conv layer."""
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear | nn.Bilinear):
         return module.out_features
     return int(module.out_channels)  # type: ignore[arg-type]
 
@@ -124,24 +113,6 @@ def functional_activations(model: nn.Module) -> list[str]:
                 where = f"{cls.__name__}.forward, {path}:{start + offset}"
                 found.append(f"module {name or '<root>'!r} ({where}): {code.strip()}")
     return found
-
-
-#: autograd node names of element-wise activations (SELU and CELU record as EluBackward0).
-_GRAD_FN_ACTIVATIONS = {
-    "SigmoidBackward0": "sigmoid",
-    "TanhBackward0": "tanh",
-    "ReluBackward0": "relu",
-    "LeakyReluBackward0": "leaky_relu",
-    "EluBackward0": "elu",
-    "GeluBackward0": "gelu",
-    "SiluBackward0": "silu",
-    "MishBackward0": "mish",
-    "SoftplusBackward0": "softplus",
-    "HardtanhBackward0": "hardtanh",
-    "HardsigmoidBackward0": "hardsigmoid",
-    "HardswishBackward0": "hardswish",
-    "LogSigmoidBackward0": "logsigmoid",
-}
 
 
 def _where(node: Any) -> str:
@@ -180,7 +151,7 @@ def graph_activations(model: nn.Module, example_input: Any) -> list[str]:
                 if node is None or id(node) in seen:
                     continue
                 seen.add(id(node))
-                kind = _GRAD_FN_ACTIVATIONS.get(node.name())
+                kind = activation_of_node(node)
                 if kind and id(node) not in produced:
                     found.append(f"{kind} at {_where(node)}")
                 roots.extend(fn for fn, _ in node.next_functions)

@@ -1,0 +1,46 @@
+"""What several commands share: loading a recipe (or the demo) and checking an output folder."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gradientflow.errors import GradientFlowError
+
+if TYPE_CHECKING:
+    from gradientflow.recipe import Recipe
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """Make the folder ``path`` and check a file can be written in it; ``what`` names the
+    argument in the error (``"--out runs/a"``).
+
+    Raises a one-line :class:`GradientFlowError` for a path under a regular file, a read-only
+    filesystem or a folder without write permission, before any training starts.
+    """
+    for above in (path, *path.parents):
+        if above.exists() and not above.is_dir():
+            raise GradientFlowError(f"{what}: {above} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gradientflow-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        raise GradientFlowError(f"{what}: cannot write in {path} ({reason})") from None
+    return path
+
+
+def load(spec: str | None, steps: int) -> tuple[Recipe, str]:
+    """The recipe named by ``spec`` (``None``: the demo, sized for ``steps``) and its source."""
+    from gradientflow.recipe import check_recipe, load_recipe
+
+    if spec is None:
+        from gradientflow.demo import demo_recipe
+
+        epochs = steps // 21 + 1  # digits: 22 batches of 64 an epoch
+        return check_recipe(demo_recipe(epochs=epochs), "demo"), "demo"
+    return load_recipe(spec), spec

@@ -1,0 +1,66 @@
+"""``gradientflow preflight``: the command's run(args) on the demo and on a recipe file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from gradientflow.commands import preflight as command
+from gradientflow.errors import GradientFlowError
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    return parser.parse_args(["preflight", *argv])
+
+
+def test_demo_text_and_fail_on(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse(["--fail-on", "critical"])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert "[critical] vanishing" in out and "χ₁ = 0.020" in out
+
+
+def test_recipe_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.py"
+    recipe.write_text(
+        "import torch\nfrom torch import nn\n"
+        "def recipe():\n"
+        "    torch.manual_seed(0)\n"
+        "    m = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),\n"
+        "                      nn.Linear(64, 3))\n"
+        "    for l in m:\n"
+        "        if isinstance(l, nn.Linear): nn.init.kaiming_normal_(l.weight)\n"
+        "    data = [(torch.randn(32, 8), torch.randint(0, 3, (32,)))]\n"
+        "    return {'model': m, 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}\n"
+    )
+    args = _parse([f"{recipe}:recipe", "--json", "--fail-on", "warning"])
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["depth"] == 3 and doc["probe"] == "loss_fn" and doc["healthy"] is True
+    assert doc["chi1"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_bad_recipe_is_a_clear_error() -> None:
+    args = _parse(["nowhere.py:recipe"])
+    with pytest.raises(GradientFlowError, match="file not found"):
+        args.func(args)
+
+
+def test_public_name_is_callable_whichever_is_imported_first() -> None:
+    import sys
+
+    import torch
+    from torch import nn
+
+    import gradientflow
+    import gradientflow.preflight.theory  # binds the package to gradientflow.preflight
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    package = sys.modules["gradientflow.preflight"]
+    assert package(model, torch.randn(8, 4)).depth == 2
+    assert gradientflow.preflight(model, torch.randn(8, 4)).depth == 2

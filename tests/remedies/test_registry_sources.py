@@ -1,0 +1,59 @@
+"""The registry only collects: each remedy file declares its Remedy objects and their checks."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from gradientflow.errors import GradientFlowError
+from gradientflow.remedies import REGISTRY, Remedy
+from gradientflow.remedies.registry import SOURCES, _collect
+
+
+def test_the_registry_is_the_union_of_the_files_in_their_order() -> None:
+    names = [r.name for module in SOURCES for r in module.REMEDIES]
+    assert names == list(REGISTRY)
+    assert names[:7] == [f"swap_activation:{a}" for a in REMEDY_ACTIVATIONS]
+    assert names[7:] == [
+        "add_batchnorm",
+        "add_residual",
+        "to_lstm",
+        "to_gru",
+        "reinit:he",
+        "reinit:xavier",
+        "reinit:lecun",
+        "reinit:orthogonal",
+        "reinit:lsuv",
+        "clip_gradients",
+        "layerwise_pretrain",
+        "faster_hardware",
+        "lower_lr",
+        "raise_lr",
+    ]
+
+
+REMEDY_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "tanh")
+
+
+def test_a_new_remedy_is_one_module_and_one_line() -> None:
+    class Halve:  # stands for a new file declaring its REMEDIES
+        REMEDIES = (Remedy("halve_lr", "lr / 2", "the learning rate halved", lr_factor=0.5),)
+
+    registry = _collect((*SOURCES, Halve))  # type: ignore[arg-type]
+    assert list(registry)[-1] == "halve_lr" and len(registry) == len(REGISTRY) + 1
+    with pytest.raises(GradientFlowError, match="remedy 'halve_lr' is declared twice"):
+        _collect((Halve, Halve))  # type: ignore[arg-type]
+
+
+def test_checks_live_with_their_transforms() -> None:
+    plain = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    reasons = {name: REGISTRY[name].applicable(plain) for name in REGISTRY}
+    assert (
+        reasons["add_batchnorm"] == "no Linear/Conv feeds an activation without a norm in between"
+    )
+    assert reasons["to_lstm"] == reasons["to_gru"] == "the model has no vanilla nn.RNN layer"
+    assert reasons["swap_activation:relu"] == "the model has no activation module"
+    assert reasons["reinit:he"] is None and reasons["lower_lr"] is None
+    assert reasons["layerwise_pretrain"] == (
+        "layer-wise pretraining needs at least 3 Linear layers and no Conv"
+    )
