@@ -110,3 +110,17 @@ def test_prescribe_ranks_z_loss_first_for_logit_divergence() -> None:
         "to_pre_ln",
     ]
     assert [r.name for r in prescribe(Diagnosis([pl]), TinyLM())] == ["warmup"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_output_logit_divergence_at_lr_1_and_not_at_lr_0p1(seed: int) -> None:
+    """qk-layernormed LM (attention held in range), AdamW without weight decay: at lr 1 the
+    logits' log Z runs to the hundreds (measured 170-390 over 300 steps), at lr 0.1 it stays
+    within 5-6 (log 128 = 4.85)."""
+    torch.set_num_threads(1)
+    high = _train(qk_layernorm(TinyLM(seed=seed)), 1.0, seed, steps=100)
+    assert "output_logit_divergence" in _kinds(high)
+    assert abs(float(np.median(high.extras["logits/log_z"][-3:]))) > 40  # 2x the bar
+    low = _train(qk_layernorm(TinyLM(seed=seed)), 0.1, seed, steps=100)
+    assert "output_logit_divergence" not in _kinds(low)
+    assert abs(float(np.median(low.extras["logits/log_z"][-3:]))) < 10
