@@ -10,7 +10,7 @@ import os
 import warnings
 from typing import Any
 
-from gradientflow.errors import GradientFlowWarning
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.recorder import Flush, Listener
 from gradientflow.trace import Trace, TraceWriter
 
@@ -21,8 +21,8 @@ WARN_AT_STEPS = (10, 20)
 class RunDirectory:
     """Appends every chunk to ``log_dir`` (atomic writes; a killed run loads)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.writer = TraceWriter(path)
+    def __init__(self, path: str | os.PathLike[str], mode: str = "new") -> None:
+        self.writer = TraceWriter(path, mode=mode)
         self.failed_extras: dict[str, str] = {}
 
     def on_flush(self, event: Flush) -> None:
@@ -43,7 +43,7 @@ class RunDirectory:
                 )
 
     def close(self, event: Flush) -> None:
-        pass
+        self.writer.close()  # gives the run directory's lock back
 
 
 class TensorBoardStream:
@@ -90,15 +90,35 @@ class CriticalWarnings:
         pass
 
 
+def run_mode(overwrite: bool, resume: bool) -> str:
+    """The run directory's mode from ``watch(..., overwrite=, resume=)``.
+
+    >>> run_mode(False, False), run_mode(True, False), run_mode(False, True)
+    ('new', 'overwrite', 'resume')
+    """
+    if overwrite and resume:
+        raise GradientFlowError("watch(): pass overwrite=True or resume=True, not both")
+    return "overwrite" if overwrite else "resume" if resume else "new"
+
+
+def resume_step(listeners: list[tuple[Listener, tuple[int, ...]]]) -> int:
+    """The first step to record: after the last step of a resumed run directory, else 0."""
+    for listener, _ in listeners:
+        if isinstance(listener, RunDirectory):
+            return listener.writer.next_step
+    return 0
+
+
 def listeners_for(
     log_dir: str | os.PathLike[str] | None,
     tensorboard: str | os.PathLike[str] | None,
     warn: bool,
+    mode: str = "new",
 ) -> list[tuple[Listener, tuple[int, ...]]]:
     """The listeners ``watch()``'s options ask for, each with the steps it wants a flush at."""
     out: list[tuple[Listener, tuple[int, ...]]] = []
     if log_dir is not None:
-        out.append((RunDirectory(log_dir), ()))
+        out.append((RunDirectory(log_dir, mode), ()))
     if tensorboard is not None:
         out.append((TensorBoardStream(tensorboard), ()))
     if warn:

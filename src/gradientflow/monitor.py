@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
-from gradientflow.listeners import listeners_for
+from gradientflow.listeners import listeners_for, resume_step, run_mode
 from gradientflow.options import Options, check_arguments
 from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
+from gradientflow.probes.attention import attention_probes
 from gradientflow.recorder import Recorder, loss_value
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
@@ -62,6 +63,8 @@ class Monitor:
         probes: tuple[Probe, ...] | list[Probe] = (),
         tensorboard: str | os.PathLike[str] | None = None,
         through_time: bool = True,
+        overwrite: bool = False,
+        resume: bool = False,
     ) -> None:
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
@@ -71,12 +74,14 @@ class Monitor:
         self.probes = [*builtin_probes(zero_threshold, saturation_eps), *probes]
         if through_time:
             self.probes += recurrent_probes(model, skip=self.probes)
+        self.probes += attention_probes(model, self.probes)
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
-        for listener, flush_at in listeners_for(log_dir, tensorboard, warn):
+        listeners = listeners_for(log_dir, tensorboard, warn, run_mode(overwrite, resume))
+        for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
-        self.step_count = 0
+        self.step_count = resume_step(listeners)  # 0, or where a resumed run left off
         self._handles: list[Any] = []
         self._current: dict[str, Any] | None = None
         self._manual_pending: dict[str, Any] | None = None

@@ -39,6 +39,9 @@ class Options(TypedDict, total=False):
     * ``tensorboard``: write per-layer scalars and the findings to this TensorBoard folder.
     * ``through_time`` (True): every ``nn.RNN``/``nn.LSTM``/``nn.GRU`` gets a
       gradient-through-time probe by itself.
+    * ``overwrite`` (False): replace a run already in ``log_dir`` (only gradientflow's files).
+    * ``resume`` (False): append to the run in ``log_dir``; steps continue after its last.
+      Without either, a ``log_dir`` that holds a run is refused with an error naming both.
     """
 
     log_dir: str | os.PathLike[str] | None
@@ -51,6 +54,8 @@ class Options(TypedDict, total=False):
     probes: tuple[Probe, ...] | list[Probe]
     tensorboard: str | os.PathLike[str] | None
     through_time: bool
+    overwrite: bool
+    resume: bool
 
 
 def check_arguments(

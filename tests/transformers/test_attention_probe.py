@@ -74,11 +74,10 @@ def test_probe_in_a_watched_training_loop_and_logits() -> None:
 
 def _hf_check(model: nn.Module, ids: torch.Tensor, key: str, post_ln: float) -> None:
     probe = AttentionProbe(model)
-    handles = probe.attach(None)
+    probe.attach()
     out = model(ids, output_attentions=True)
-    probe.on_step(None, 0, True)
-    for h in handles:
-        h.remove()
+    probe.on_step(0, True)
+    probe.detach()
     ex = probe.extras()
     ref = _entropy(out.attentions[0].detach())
     assert np.allclose(ex[f"attn/{key}/entropy_mean"][0], ref[0].numpy(), atol=1e-5)

@@ -121,11 +121,10 @@ def test_qk_layernorm_on_hugging_face_bert() -> None:
     assert torch.equal(attn.query.proj.weight, bert.encoder.layer[0].attention.self.query.weight)
     ids = torch.randint(0, 50, (2, 7))
     probe = AttentionProbe(new)
-    handles = probe.attach(None)
+    probe.attach()
     out = new(ids, output_attentions=True)
-    probe.on_step(None, 0, True)
-    for h in handles:
-        h.remove()
+    probe.on_step(0, True)
+    probe.detach()
     w = out.attentions[0].detach().double()
     ent = -(w * w.clamp_min(1e-300).log()).sum(-1).transpose(0, 1).reshape(2, -1).mean(-1)
     key = "attn/encoder.layer.0.attention.self/entropy_mean"

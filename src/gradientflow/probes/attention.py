@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,8 @@ from gradientflow.probes.attention_math import (
     logit_stats,
     mha_logits,
 )
+from gradientflow.probes.base import Probe
+from gradientflow.probes.hooks import Stopper, bound_hook
 
 _BLOCKS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 
@@ -113,14 +116,14 @@ def find_attention(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n or type(model).__name__, m) for n, m in model.named_modules() if _is_attention(m)]
 
 
-class AttentionProbe:
+class AttentionProbe(Probe):
     """Monitor probe for attention and output-logit statistics (see the module docstring).
 
     ``every``: measure on every ``every``-th step the monitor marks full (default schedule:
     every 50th step). ``max_batch``: the recomputation uses at most this many sequences of
     the batch (its cost is about one forward pass of the attention on them). ``logits``:
     record the model output's RMS and log Z (turn off when the output is not logits).
-    Use it without a monitor: ``attach(None)``, then ``on_step(None, step, True)``.
+    Use it without a monitor: ``attach()``, then ``on_step(step, True)``, then ``detach()``.
     """
 
     def __init__(
@@ -139,16 +142,31 @@ class AttentionProbe:
         self._logit_steps: list[int] = []
         self._vocab = 0
         self._full_seen = 0
+        self._handles: list[Any] = []
+        self._stopper = Stopper("attention statistics")
 
-    def attach(self, monitor: Any) -> list[Any]:
-        """Register the hooks; returns their handles (the caller removes them)."""
-        handles = [
-            s.module.register_forward_pre_hook(self._pre_hook(s), with_kwargs=True)
+    def attach(self, watched: Any = None) -> None:
+        """Register the hooks (removed by :meth:`detach`)."""
+        self.watched = watched
+        stop = self._stopper
+        self._handles = [
+            s.module.register_forward_pre_hook(
+                bound_hook(s.module, stop, self._pre_hook(s)), with_kwargs=True
+            )
             for s in self.sites
         ]
         if self.logits:
-            handles.append(self.model.register_forward_hook(self._out_hook))
-        return handles
+            hook = bound_hook(self.model, stop, self._out_hook)
+            self._handles.append(self.model.register_forward_hook(hook))
+
+    def detach(self) -> None:
+        """Remove the hooks and drop the references to the last forward's inputs."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._output = None
+        for site in self.sites:
+            site.args, site.kwargs, site.seen = (), {}, False
 
     def _pre_hook(self, site: _Site) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -162,17 +180,25 @@ class AttentionProbe:
         out = getattr(output, "logits", output)
         self._output = out.detach() if isinstance(out, Tensor) else None
 
-    def on_step(self, monitor: Any, step: int, full: bool) -> None:
-        """Measure the last forward pass if this step is sampled."""
+    def on_step(self, step: int, full: bool) -> Mapping[str, Tensor]:
+        """Measure the last forward pass if this step is sampled (the statistics go to
+        :meth:`extras`; no per-layer column)."""
         if not full:
-            return
+            return {}
         self._full_seen += 1
         if (self._full_seen - 1) % self.every:
-            return
+            return {}
         with torch.no_grad():
-            for site in self.sites:
-                self._measure(site, step)
-            self._measure_output(step)
+            self._stopper.call(self._measure_all, step)
+        return {}
+
+    def _measure_all(self, step: int) -> None:
+        for site in self.sites:
+            self._measure(site, step)
+        self._measure_output(step)
+
+    def meta(self) -> dict[str, Any]:
+        return {"attention_error": self._stopper.reason} if self._stopper.stopped else {}
 
     def _measure(self, site: _Site, step: int) -> None:
         if not site.seen:
@@ -247,7 +273,7 @@ def _cap_batch(site: _Site, n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kwargs
 
 
-def attention_probes(model: nn.Module, given: list[Any]) -> list[AttentionProbe]:
+def attention_probes(model: nn.Module, given: Sequence[Any] = ()) -> list[AttentionProbe]:
     """An :class:`AttentionProbe` for ``model`` if it has attention and none was given.
 
     For the monitor to attach by itself, as it does for recurrent layers.
