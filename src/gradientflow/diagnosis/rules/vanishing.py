@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gradientflow.diagnosis.depth import first_over_last
+from gradientflow.diagnosis.depth import block_profile, block_stack, first_over_last
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import (
     chain_layers,
@@ -37,6 +37,7 @@ from gradientflow.diagnosis.rules._common import (
     fmt,
     geometric_gain,
     gradient_profile,
+    log_profile,
     median_profile,
     q,
     remedies_for_activation,
@@ -78,8 +79,48 @@ def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> tuple[float, flo
     return lo, hi, (lo / hi if hi > 0 else float("nan"))
 
 
+def _stack_evidence(
+    trace: Trace, rows: np.ndarray, stack: tuple[str, list[dict[str, int]]]
+) -> dict[str, Any] | None:
+    """The numbers for one window along a stack of repeated blocks (block to block)."""
+    prefix, blocks = stack
+    members = sorted(j for b in blocks for j in b.values())
+    metric = "out_grad_norm"
+    profile = log_profile(trace, metric, rows)
+    if not np.isfinite(profile[members]).all():
+        metric, profile = "grad_norm", log_profile(trace, "grad_norm", rows)
+    rel = block_profile(profile, blocks)
+    if not np.isfinite(rel).all():
+        return None
+    ratio, n = float(rel[0]), len(blocks)
+    names = [f"{prefix}.{i}" for i in range(n)]
+    below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
+    lo, hi, s1 = _sign1(trace, rows, members)
+    return {
+        "metric": metric,
+        "compared": "blocks",
+        "window": window_label(trace, rows),
+        "first_layer": names[0],
+        "last_layer": names[-1],
+        "n_layers": n,
+        "first_to_last": ratio,
+        "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
+        "depth_below_1e-3": (n - 1 - below[0]) if below else None,
+        "layer_below_1e-3": names[below[0]] if below else None,
+        "sign1_lower_rel_update": lo,
+        "sign1_top_rel_update": hi,
+        "sign1_ratio": s1,
+        "relative_gradient": [float(x) for x in rel],
+        "layers_used": names,
+        "block_members": [sorted(b) for b in blocks][0],
+    }
+
+
 def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any] | None:
     """The numbers for one window, or None when the window cannot be judged."""
+    stack = block_stack(trace)
+    if stack is not None:
+        return _stack_evidence(trace, rows, stack)
     profile, metric, chain = gradient_profile(trace, rows, chain)
     if len(chain) < MIN_CHAIN:
         return None
@@ -106,6 +147,7 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
         "sign1_ratio": s1,
         "relative_gradient": [float(x) for x in rel],
         "layers_used": [trace.layers[j].name for j in chain],
+        "compared": "layers",
     }
 
 
@@ -166,6 +208,15 @@ def _message(ev: dict[str, Any], activation: str | None) -> str:
     return " ".join(parts)
 
 
+def _blamed(trace: Trace, ev: dict[str, Any]) -> list[str]:
+    """The layers (or every layer of the blocks) under 1/100 of the top's gradient."""
+    rel = np.asarray(ev["relative_gradient"])
+    low = {n for n, r in zip(ev["layers_used"], rel, strict=True) if r < WARNING_RATIO}
+    if ev["compared"] == "blocks":
+        return [x.name for x in trace.layers if any(x.name.startswith(b + ".") for b in low)]
+    return [x.name for x in trace.layers if x.name in low]
+
+
 def rule(trace: Trace) -> list[Finding]:
     """Report gradients that shrink with depth; see the module docstring for the evidence."""
     chain = chain_layers(trace)
@@ -184,9 +235,7 @@ def rule(trace: Trace) -> list[Finding]:
         ev["early_first_to_last"] = judged[0][1]["first_to_last"]
     if severity is None:
         return []
-    rel = np.asarray(ev["relative_gradient"])
-    used = [trace.layer_index(n) for n in ev["layers_used"]]
-    blamed = [trace.layers[j].name for j, r in zip(used, rel, strict=True) if r < WARNING_RATIO]
+    blamed = _blamed(trace, ev)
     activation = dominant_activation(trace, chain)
     ev["activation"] = activation
     return [
