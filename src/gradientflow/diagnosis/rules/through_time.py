@@ -34,16 +34,24 @@ import math
 import re
 
 from gradientflow.diagnosis.findings import Finding, Severity
+import numpy as np
+
 from gradientflow.diagnosis.horizon import (
+    CURVES,
     HORIZON_RATIO,
     HorizonStats,
+    bptt_key,
     bptt_layers,
     horizon_stats,
+    memory_horizon,
 )
 from gradientflow.trace import Trace
 
-#: Growth of the gradient from the last step to the first that counts as exploding.
-EXPLODE_RATIO = 1e3
+#: Growth of the gradient from the last step to the first that counts as exploding: an order
+#: of magnitude, as for growth with depth (the exploding rule's DEPTH_WARNING): the earliest
+#: inputs then get 10x the gradient of the latest and dominate the update. The zoo's healthy
+#: tanh RNN (8 steps) grows 1.7-2.9x; ReLU/IRNN with recurrent gain 1.13: 115-150x over 40.
+EXPLODE_RATIO = 10.0
 EXPLODE_CRITICAL = 1e6
 MIN_SEQ_LEN = 4
 _SUFFIX = re.compile(r"(\.l\d+)?(\.reverse)?$")
@@ -70,6 +78,11 @@ def _evidence(s: HorizonStats) -> dict[str, object]:
         "n_samples": s.n_samples,
         "sublayer": s.layer,
     }
+
+
+def horizon_curve(extras: dict[str, np.ndarray], layer: str) -> str:
+    """The curve the horizon is read on: ``gain`` when recorded, else ``dl_dh``."""
+    return next(c for c in CURVES if bptt_key(layer, c) in extras)
 
 
 def _layer(s: HorizonStats) -> str:
@@ -129,16 +142,33 @@ def rule(trace: Trace) -> list[Finding]:
     findings = []
     for stats in by_module.values():
         exploding = [s for s in stats if _explodes(s)]
-        vanishing = [s for s in stats if not _explodes(s) and _vanishes(s)]
+        vanishing = [
+            s for s in stats if not _explodes(s) and _vanishes(s) and not _latest_ok(trace, s)
+        ]
         found = []
         if exploding:
             found.append(_exploding(max(exploding, key=lambda s: s.first_over_last)))
         if vanishing:
             found.append(_vanishing(min(vanishing, key=lambda s: s.horizon)))
+        for f in found:
+            f.evidence["trend"] = _trend(trace, f.evidence["sublayer"])  # type: ignore[arg-type]
         for f in found if len(stats) > 1 else []:
             f.evidence["horizons"] = {s.layer: s.horizon for s in stats}
         findings += found
     return findings
+
+
+def _latest_ok(trace: Trace, s: HorizonStats) -> bool:
+    """True when the latest sample alone reaches the whole sequence (a layer that learned
+    long memory lately: the older samples combined into ``s`` describe its past)."""
+    latest = horizon_stats(trace.extras, s.layer, last=1)
+    return latest.censored
+
+
+def _trend(trace: Trace, layer: str) -> list[int]:
+    """The memory horizon of each recorded sample, oldest first."""
+    rows = np.atleast_2d(trace.extras[bptt_key(layer, horizon_curve(trace.extras, layer))])
+    return [memory_horizon(r) if np.isfinite(r[-1]) else 0 for r in rows]
 
 
 def _explodes(s: HorizonStats) -> bool:
