@@ -15,7 +15,7 @@ def _ours(row: dict[str, Any]) -> str:
         return f"error {mine['error'][:40]}"
     found = [f"{k}:{_SHORT[s]}" for k, s in mine["findings"]]
     text = ", ".join(found) if found else "healthy"
-    return text if mine.get("verdict") is None else f"[{mine['verdict']}] {text}"
+    return f"[unknown] {text}" if mine.get("verdict") == "unknown" else text
 
 
 def _case_line(row: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from gradientflow.diagnosis.rules import RULE_MODULES
 from gradientflow.errors import GradientFlowError
 from gradientflow.trace import Trace
 
-__all__ = ["Diagnosis", "Finding", "diagnose"]
+__all__ = ["Diagnosis", "Finding", "diagnose", "unknown_reason"]
 
 RuleLike = str | Callable[[Trace], list[Finding]]
 
@@ -67,4 +67,22 @@ def diagnose(trace: Trace, *, rules: Sequence[RuleLike] | None = None) -> Diagno
         "last_step": int(steps[-1]) if steps.size else None,
         "layers": trace.n_layers,
     }
-    return Diagnosis(findings, meta=meta)
+    return Diagnosis(findings, meta=meta, reason=unknown_reason(trace))
+
+
+def unknown_reason(trace: Trace) -> str | None:
+    """Why ``trace`` cannot be judged, or None: its recording failed, or it holds nothing.
+
+    >>> unknown_reason(Trace.build(["fc"], steps=[]))
+    'the trace is empty: no step was recorded'
+    >>> unknown_reason(Trace.build(["fc"], steps=[0], meta={"recording_error": "complex"}))
+    'the recording failed: complex'
+    """
+    error = trace.meta.get("recording_error")
+    if error:
+        return f"the recording failed: {error}"
+    if trace.n_records == 0:
+        return "the trace is empty: no step was recorded"
+    if trace.n_layers == 0:
+        return "the trace has no layer: the model has no parameter that was watched"
+    return None

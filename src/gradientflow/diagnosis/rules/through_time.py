@@ -33,9 +33,9 @@ from __future__ import annotations
 import math
 import re
 
-from gradientflow.diagnosis.findings import Finding, Severity
 import numpy as np
 
+from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.horizon import (
     CURVES,
     HORIZON_RATIO,
@@ -151,7 +151,7 @@ def rule(trace: Trace) -> list[Finding]:
         if vanishing:
             found.append(_vanishing(min(vanishing, key=lambda s: s.horizon)))
         for f in found:
-            f.evidence["trend"] = _trend(trace, f.evidence["sublayer"])  # type: ignore[arg-type]
+            f.evidence["trend"] = _trend(trace, str(f.evidence["sublayer"]))
         for f in found if len(stats) > 1 else []:
             f.evidence["horizons"] = {s.layer: s.horizon for s in stats}
         findings += found

@@ -32,6 +32,7 @@ import numpy as np
 from gradientflow.diagnosis.depth import block_profile, block_stack, first_over_last
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import (
+    RECENT_ROWS,
     chain_layers,
     dominant_activation,
     fmt,
@@ -67,16 +68,37 @@ SIGN1_RATIO = 0.1
 MIN_CHAIN = 3
 
 
-def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> tuple[float, float, float]:
-    """(lower rel_update, top rel_update, lower/top) over the bottom and top thirds."""
-    rel = median_profile(trace, "rel_update", rows)[chain]
+def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any]:
+    """Sign 1 over the bottom and top thirds of ``chain``: lower and top relative update and
+    their ratio, read on the records up to the window's end where ``rel_update`` was measured
+    (full statistics come every 50th step by default, so a 20-record window may hold none);
+    None where it was never measured, and ``sign1_window`` says which records were used."""
+    rel_all = trace.metrics["rel_update"][:, chain]
+    measured = np.flatnonzero(np.isfinite(rel_all).any(axis=1))
+    measured = measured[measured <= rows[-1]][-RECENT_ROWS:] if rows.size else measured[:0]
+    out: dict[str, Any] = {
+        "sign1_lower_rel_update": None,
+        "sign1_top_rel_update": None,
+        "sign1_ratio": None,
+        "sign1_window": window_label(trace, measured),
+    }
+    if not measured.size:
+        return out
+    rel = median_profile(trace, "rel_update", measured)[chain]
     third = max(1, len(chain) // 3)
     lower, top = rel[:third], rel[-third:]
     lower, top = lower[np.isfinite(lower)], top[np.isfinite(top)]
     if not lower.size or not top.size:
-        return float("nan"), float("nan"), float("nan")
+        return out
     lo, hi = float(np.median(lower)), float(np.median(top))
-    return lo, hi, (lo / hi if hi > 0 else float("nan"))
+    out["sign1_lower_rel_update"], out["sign1_top_rel_update"] = lo, hi
+    out["sign1_ratio"] = lo / hi if hi > 0 else None
+    return out
+
+
+def _s1(ev: dict[str, Any]) -> float:
+    """The sign-1 ratio, NaN when it was not measured."""
+    return float("nan") if ev["sign1_ratio"] is None else float(ev["sign1_ratio"])
 
 
 def _stack_evidence(
@@ -95,7 +117,6 @@ def _stack_evidence(
     ratio, n = float(rel[0]), len(blocks)
     names = [f"{prefix}.{i}" for i in range(n)]
     below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
-    lo, hi, s1 = _sign1(trace, rows, members)
     return {
         "metric": metric,
         "compared": "blocks",
@@ -107,12 +128,10 @@ def _stack_evidence(
         "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
         "depth_below_1e-3": (n - 1 - below[0]) if below else None,
         "layer_below_1e-3": names[below[0]] if below else None,
-        "sign1_lower_rel_update": lo,
-        "sign1_top_rel_update": hi,
-        "sign1_ratio": s1,
+        **_sign1(trace, rows, members),
         "relative_gradient": [float(x) for x in rel],
         "layers_used": names,
-        "block_members": [sorted(b) for b in blocks][0],
+        "block_members": sorted(blocks[0]),
     }
 
 
@@ -131,7 +150,6 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
     ratio = float(first_over_last(profile, chain))
     n = len(chain)
     below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
-    lo, hi, s1 = _sign1(trace, rows, chain)
     return {
         "metric": metric,
         "window": window_label(trace, rows),
@@ -142,9 +160,7 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
         "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
         "depth_below_1e-3": (n - 1 - below[0]) if below else None,
         "layer_below_1e-3": trace.layers[chain[below[0]]].name if below else None,
-        "sign1_lower_rel_update": lo,
-        "sign1_top_rel_update": hi,
-        "sign1_ratio": s1,
+        **_sign1(trace, rows, chain),
         "relative_gradient": [float(x) for x in rel],
         "layers_used": [trace.layers[j].name for j in chain],
         "compared": "layers",
@@ -152,7 +168,7 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
 
 
 def _severity(ev: dict[str, Any]) -> Severity | None:
-    ratio, s1 = ev["first_to_last"], ev["sign1_ratio"]
+    ratio, s1 = ev["first_to_last"], _s1(ev)
     if ratio < CRITICAL_RATIO:
         lower_still_moves = np.isfinite(s1) and s1 >= SIGN1_RATIO
         return "warning" if lower_still_moves else "critical"
@@ -192,7 +208,7 @@ def _message(ev: dict[str, Any], activation: str | None) -> str:
         parts.append(
             f"The layers' inputs come through {activation}, whose slope is at most {bound}."
         )
-    s1 = ev["sign1_ratio"]
+    s1 = _s1(ev)
     if s1 == 0:
         parts.append("Sign 1: the lowest layers' weights do not change at all.")
     elif np.isfinite(s1) and s1 < SIGN1_RATIO:
