@@ -139,9 +139,9 @@ def test_selu_lecun_20_layers_one_recovered_spike() -> None:
     net = swap_activation(base, "selu")
     r = fit(net, datasets.digits(), epochs=20, lr=0.003, momentum=0.9, seed=0, watch=True)
     assert r.test_acc > 0.9
-    [f] = _exploding(r.trace)
-    assert f.severity == "info" and f.evidence["spike"]["recovery"] == "recovered"
-    assert f.evidence["spike"]["max_jump"] > exploding.SPIKE_FACTOR
+    # the spike is the ragged last batch of an epoch: the gradient jumped with that batch's
+    # own loss, so it is no explosion (issue 14); at most an info finding remains
+    assert all(f.severity == "info" for f in _exploding(r.trace))
 
 
 @pytest.mark.parametrize("activation", ["leaky_relu", "prelu"])
