@@ -14,20 +14,20 @@ import torch
 
 from gradientflow.probes.layers import Layer
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
 
 def _dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [t.coalesce().values() if t.is_sparse else t for t in tensors]
 
 
 def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device)."""
+    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device).
+
+    Accumulated in float64: in float32 the sum of squares overflows for norms above ~1.8e19
+    (sqrt of float32's largest value), and a finite gradient would be reported as Inf.
+    """
     dense = _dense(tensors)
-    if any(t.dtype in _LOW_PRECISION for t in dense):
-        dense = [t.float() for t in dense]
-    norms = torch._foreach_norm(dense)
-    return torch.stack(norms).to(torch.float64)
+    norms = torch._foreach_norm(dense, 2, dtype=torch.float64)
+    return torch.stack(norms)
 
 
 class ParamIndex:
