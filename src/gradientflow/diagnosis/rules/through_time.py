@@ -2,14 +2,16 @@
 
 Reads the per-time-step curves the recurrent probe stores in ``Trace.extras``
 (``bptt/<layer>/gain``, else ``bptt/<layer>/dl_dh``; see
-:mod:`gradientflow.probes.recurrent`), combines the latest few samples and asks two questions
+:mod:`gradientflow.probes.recurrent`) and asks two questions, explosion on the latest few
+samples combined, the memory horizon on the latest sample (with the horizon of every sample,
+oldest first, as ``trend`` in the evidence)
 (Pascanu, Mikolov & Bengio 2013: ∂h_T/∂h_t is a product of T − t Jacobians, so its norm shrinks
 or grows geometrically with the distance):
 
 * ``vanishing_through_time`` — the gradient falls below 1/1000 of its last-step value before
   reaching the first step: the memory horizon is shorter than the sequence. Critical when the
   horizon is under half the sequence length, a warning otherwise.
-* ``exploding_through_time`` — it grows with the distance (decay factor > 1) to more than 1000
+* ``exploding_through_time`` — it grows with the distance (decay factor > 1) to more than 10
   times its last-step value at the first step, or becomes non-finite. Critical past 10⁶.
 
 Evidence: ``horizon``, ``decay_factor`` (per-step geometric gain), ``seq_len``,
@@ -142,9 +144,10 @@ def rule(trace: Trace) -> list[Finding]:
     findings = []
     for stats in by_module.values():
         exploding = [s for s in stats if _explodes(s)]
-        vanishing = [
-            s for s in stats if not _explodes(s) and _vanishes(s) and not _latest_ok(trace, s)
-        ]
+        # the memory horizon is judged on the latest sample (where the layer stands now; a
+        # layer that learned long memory lately is not blamed for its past), with its trend
+        latest = [horizon_stats(trace.extras, s.layer, last=1) for s in stats]
+        vanishing = [s for s in latest if not _explodes(s) and _vanishes(s)]
         found = []
         if exploding:
             found.append(_exploding(max(exploding, key=lambda s: s.first_over_last)))
@@ -156,13 +159,6 @@ def rule(trace: Trace) -> list[Finding]:
             f.evidence["horizons"] = {s.layer: s.horizon for s in stats}
         findings += found
     return findings
-
-
-def _latest_ok(trace: Trace, s: HorizonStats) -> bool:
-    """True when the latest sample alone reaches the whole sequence (a layer that learned
-    long memory lately: the older samples combined into ``s`` describe its past)."""
-    latest = horizon_stats(trace.extras, s.layer, last=1)
-    return latest.censored
 
 
 def _trend(trace: Trace, layer: str) -> list[int]:

@@ -32,7 +32,6 @@ import numpy as np
 from gradientflow.diagnosis.depth import block_profile, block_stack, first_over_last
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import (
-    RECENT_ROWS,
     chain_layers,
     dominant_activation,
     fmt,
@@ -70,12 +69,16 @@ MIN_CHAIN = 3
 
 def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any]:
     """Sign 1 over the bottom and top thirds of ``chain``: lower and top relative update and
-    their ratio, read on the records up to the window's end where ``rel_update`` was measured
-    (full statistics come every 50th step by default, so a 20-record window may hold none);
-    None where it was never measured, and ``sign1_window`` says which records were used."""
+    their ratio, read on the window's records where ``rel_update`` was measured, or on the
+    latest one before the window's end when it holds none (full statistics come every 50th
+    step by default, so a 20-record window may hold none); None where it was never measured,
+    and ``sign1_window`` says which records were used."""
     rel_all = trace.metrics["rel_update"][:, chain]
     measured = np.flatnonzero(np.isfinite(rel_all).any(axis=1))
-    measured = measured[measured <= rows[-1]][-RECENT_ROWS:] if rows.size else measured[:0]
+    inside = np.intersect1d(measured, rows)
+    # the window's own measurements, else the latest one before its end
+    before = measured[measured <= rows[-1]][-1:] if rows.size else measured[:0]
+    measured = inside if inside.size else before
     out: dict[str, Any] = {
         "sign1_lower_rel_update": None,
         "sign1_top_rel_update": None,
