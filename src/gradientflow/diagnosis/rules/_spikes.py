@@ -99,7 +99,10 @@ def _recovery(trace: Trace, finite: np.ndarray, i: int) -> str:
     start = loss[: r + 1][trace.steps[: r + 1] < EARLY_STEPS]
     start = start[np.isfinite(start)]
     norm_ok = np.median(g[after]) <= RECOVERY_NORM * np.median(g[before])
-    loss_ok = np.median(la) <= RECOVERY_LOSS * np.median(lb)
+    # back to its level: within 1.5x, or (for losses near 0, where ratios are noise) no higher
+    # than the 90th percentile of the losses before the spike (the loss's own spread)
+    after_loss = float(np.nanmedian(la))
+    loss_ok = after_loss <= RECOVERY_LOSS * np.median(lb) or after_loss <= np.quantile(lb, 0.9)
     learning = not start.size or np.median(la) <= RECOVERY_PROGRESS * np.median(start)
     return "recovered" if norm_ok and loss_ok and learning else "not recovered"
 
