@@ -8,13 +8,16 @@ weights) belongs to the first of them in depth order and counts once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.probes.hooks import Stopper, bound_hook
+from gradientflow.schedule import Schedule
 from gradientflow.trace import LayerInfo
 
 
@@ -90,3 +93,143 @@ def optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int] | N
     if optimizer is None:
         return None
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+
+
+def dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.coalesce().values() if t.is_sparse else t for t in tensors]
+
+
+def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device).
+
+    Accumulated in float64: in float32 the sum of squares overflows for norms above ~1.8e19
+    (the square root of float32's largest value), and a finite gradient would read as Inf.
+    """
+    dense_ = dense(tensors)
+    if any(t.is_complex() for t in dense_):
+        dense_ = [t.abs() if t.is_complex() else t for t in dense_]
+    return torch.stack(torch._foreach_norm(dense_, 2, dtype=torch.float64))
+
+
+class ParamIndex:
+    """Flat list of the layers' parameters and, for each, the index of its layer."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.params = [p for layer in layers for p in layer.params]
+        self.owner = [j for j, layer in enumerate(layers) for _ in layer.params]
+        self.n_layers = len(layers)
+        self.device = self.params[0].device
+        self.numel = torch.tensor(
+            [sum(p.numel() for p in layer.params) for layer in layers], dtype=torch.float64
+        ).to(self.device)
+        self.owner_idx = torch.tensor(self.owner, dtype=torch.long, device=self.device)
+        self._cache: tuple[tuple[bool, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def with_grad(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Gradients present now, their layer indices, and a mask of layers with any gradient."""
+        present = tuple(p.grad is not None for p in self.params)
+        if self._cache is None or self._cache[0] != present:
+            owners = [j for j, has in zip(self.owner, present, strict=True) if has]
+            mask = torch.zeros(self.n_layers, dtype=torch.bool)
+            mask[owners] = True
+            idx = torch.tensor(owners, dtype=torch.long)
+            self._cache = (present, idx.to(self.device), mask.to(self.device))
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return grads, self._cache[1], self._cache[2]
+
+    def per_layer(self, values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Sum per-parameter ``values`` into a per-layer vector."""
+        out = torch.zeros(self.n_layers, dtype=torch.float64, device=values.device)
+        return out.index_add_(0, idx, values)
+
+    def nan_layers(self) -> torch.Tensor:
+        return torch.full((self.n_layers,), float("nan"), dtype=torch.float64, device=self.device)
+
+
+class Scratch:
+    """Work space as large as the largest tensor, per device and dtype, reused across calls.
+
+    Element-wise temporaries (``|w|``, ``g * 0``) are written here instead of into fresh
+    tensors: a fresh allocation of a large CPU tensor costs page faults worth ten times the
+    arithmetic. Parameters are processed one after another on one stream, so reuse is safe.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def like(self, t: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like ``t``, of its dtype and device."""
+        n = t.numel()
+        values = self._values.get((t.device, t.dtype))
+        if values is None or values.numel() < n:
+            values = self._values[(t.device, t.dtype)] = torch.empty(
+                n, dtype=t.dtype, device=t.device
+            )
+        return values[:n].view(t.shape)
+
+
+@dataclass
+class Watched:
+    """What every probe of one monitor shares: the model and, once known, its layers.
+
+    ``candidates`` are the modules that own parameters, in registration order; ``layers`` are
+    set at the first recorded step (ordered by first use in the forward pass), with ``order[j]``
+    the position in ``candidates`` of layer j's module and ``index`` their parameters.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    candidates: list[tuple[str, nn.Module]]
+    schedule: Schedule = field(default_factory=Schedule)
+    layers: list[Layer] | None = None
+    order: list[int] = field(default_factory=list)
+    index: ParamIndex | None = None
+    scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
+    first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
+    _order_handles: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, schedule: Schedule
+    ) -> Watched:
+        return cls(model, optimizer, candidate_modules(model), schedule)
+
+    def follow_order(self) -> None:
+        """Until the layers are fixed, note the order in which the forward pass calls them."""
+        if self.layers is not None:
+            return
+        stopper = Stopper("the layer order")
+        for _, module in self.candidates:
+            hook = bound_hook(module, stopper, self._note_first_use)
+            self._order_handles.append(module.register_forward_pre_hook(hook))
+
+    def _note_first_use(self, module: nn.Module, args: Any) -> None:
+        self.first_use.setdefault(id(module), len(self.first_use))
+
+    def stop_following(self) -> None:
+        for handle in self._order_handles:
+            handle.remove()
+        self._order_handles = []
+
+    def build(self, first_use: dict[int, int] | None = None) -> None:
+        """Fix the layers (once) from the order of first use seen in the forward pass."""
+        if self.layers is not None:
+            return
+        self.stop_following()
+        order = self.first_use if first_use is None else first_use
+        self.layers = build_layers(self.candidates, order, optimizer_param_ids(self.optimizer))
+        position = {id(m): i for i, (_, m) in enumerate(self.candidates)}
+        self.order = [position[id(layer.module)] for layer in self.layers]
+        self.index = ParamIndex(self.layers)
+
+    def refresh(self) -> list[str]:
+        """Follow the optimizer's param groups as they are now (``trainable``); return the
+        names of model parameters that belong to no layer (added after the first step)."""
+        assert self.layers is not None and self.index is not None
+        ids = optimizer_param_ids(self.optimizer)
+        for layer in self.layers:
+            layer.trainable = _trainable(layer.params, ids)
+        known = {id(p) for p in self.index.params}
+        return [n for n, p in self.model.named_parameters() if id(p) not in known]
