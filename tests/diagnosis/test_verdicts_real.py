@@ -26,11 +26,13 @@ if ROOT not in sys.path:
 
 from benchmarks.zoo import CASES, Run  # noqa: E402
 
+from realtrain import threads  # noqa: E402
+
 SEEDS = [0, 1, 2]
 
 
 def _run(name: str, seed: int) -> Run:
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads(1))
     case = next(c for c in CASES if c.name == name)
     return case.run(seed)
 
@@ -48,6 +50,7 @@ def _healthy(name: str, seed: int) -> tuple[Run, gradientflow.Diagnosis]:
     return run, d
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_resnet18_bn_he_is_healthy(seed: int) -> None:
     run, _ = _healthy("resnet18_digits", seed)
@@ -57,6 +60,7 @@ def test_resnet18_bn_he_is_healthy(seed: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_post_ln_bert_12_no_vanishing(seed: int) -> None:
     run, d = _healthy("bert_tiny_12", seed)
@@ -68,11 +72,13 @@ def test_post_ln_bert_12_no_vanishing(seed: int) -> None:
         assert ev["first_to_last"] > 10 * vanishing.WARNING_RATIO
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_selu_lecun_20_is_healthy(seed: int) -> None:
     _healthy("selu_lecun_20_digits", seed)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_learned_lstm_adding_no_vanishing_through_time(seed: int) -> None:
     run, d = _healthy("lstm_adding_30", seed)
@@ -82,12 +88,14 @@ def test_learned_lstm_adding_no_vanishing_through_time(seed: int) -> None:
     assert latest.censored and latest.first_over_last > 10 * through_time.HORIZON_RATIO
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_converged_regression_no_stagnation_warning(seed: int) -> None:
     _, d = _healthy("regression_converged", seed)
     assert all(f.severity == "info" for f in d.of_kind("stagnation"))
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gan_discriminator_no_stagnation_warning(seed: int) -> None:
     # The watched discriminator's loss rises (seed 0) or settles at log 4 = 1.386, the
@@ -106,6 +114,7 @@ def test_gan_discriminator_no_stagnation_warning(seed: int) -> None:
     assert stagnation.rule(flat)[0].severity == "critical"
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("seed", SEEDS)
 def test_nan_from_step_0_is_critical_nonfinite_only(seed: int) -> None:
     run = _run("nonfinite_nan_from_start", seed)
