@@ -63,7 +63,7 @@ def test_demo_text_out_dir_fail_on_and_show(
 
     assert main(["show", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"healthy", "worst", "findings", "meta", "layers"}
+    assert set(doc) == {"healthy", "verdict", "reason", "worst", "findings", "meta", "layers"}
     assert doc["healthy"] is False and doc["worst"] == "critical"
     [van] = [f for f in doc["findings"] if f["kind"] == "vanishing"]
     assert set(van) == {"kind", "severity", "layers", "evidence", "message", "remedies"}

@@ -214,6 +214,6 @@ def emit(
         table = layer_table(trace, color=color)
         text = render(diagnosis, table, color=color, extra=prescriptions, header=header)
         print(text)
-    if args.fail_on and diagnosis.at_least(args.fail_on):
+    if args.fail_on and (diagnosis.verdict == "unknown" or diagnosis.at_least(args.fail_on)):
         return 1
     return 0
