@@ -30,7 +30,7 @@ DEMO_BATCHES_PER_EPOCH = 21
 EPILOG = """examples:
   gradientflow diagnose                                   # the demo: 20 sigmoid layers
   gradientflow diagnose train.py:recipe --steps 100 --out runs/a --fail-on critical
-  gradientflow diagnose train.py:recipe --epochs 3             # 3 passes over its batches
+  gradientflow diagnose train.py:recipe --epochs 3        # 3 passes over its batches
   gradientflow diagnose --json > diagnosis.json
   gradientflow diagnose --trial                           # then trial the prescribed remedies
 """
