@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.recipe_parts import Batches, LearningRateProbe, to_device
 from gradientflow.recipe_spec import DEFAULT_LR, KNOWN_KEYS, Recipe, check_recipe, load_recipe
 from gradientflow.schedule import Schedule
 
@@ -38,6 +39,7 @@ __all__ = [
     "KNOWN_KEYS",
     "STOP_AFTER_NONFINITE",
     "Batches",
+    "LearningRateProbe",
     "Recipe",
     "check_recipe",
     "evaluate_recipe",
@@ -48,62 +50,6 @@ __all__ = [
 
 #: Stop training after this many consecutive steps with a NaN/Inf loss: nothing more to learn.
 STOP_AFTER_NONFINITE = 10
-
-
-class Batches:
-    """The recipe's batches pass after pass (``iter()`` again for each), moved to ``device``.
-
-    ``epochs`` None: without end. After iterating, ``epoch`` is the number of complete passes
-    and ``ran_out`` says why the stream ended before ``epochs`` (None when it did not).
-
-    >>> b = Batches([1, 2], epochs=2)
-    >>> list(b), b.epoch, b.ran_out
-    ([1, 2, 1, 2], 2, None)
-    >>> b = Batches(iter([1, 2]), epochs=3)
-    >>> list(b), b.epoch, b.ran_out
-    ([1, 2], 1, 'one-shot')
-    """
-
-    def __init__(
-        self, batches: Iterable[Any], epochs: int | None = None, device: torch.device | None = None
-    ) -> None:
-        self.batches, self.epochs, self.device = batches, epochs, device
-        self.epoch = 0
-        self.ran_out: str | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        while self.epochs is None or self.epoch < self.epochs:
-            it = iter(self.batches)
-            n = 0
-            for batch in it:
-                n += 1
-                yield batch if self.device is None else to_device(batch, self.device)
-            if n == 0:
-                self.ran_out = "empty" if self.epoch else None
-                return
-            self.epoch += 1
-            if it is self.batches and (self.epochs is None or self.epoch < self.epochs):
-                self.ran_out = "one-shot"  # an iterator cannot start again
-                return
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    """``obj`` with every tensor in it (nested tuples, named tuples, lists, dicts) on ``device``.
-
-    >>> x = to_device({"a": (torch.ones(1), [torch.zeros(2)]), "n": 3}, torch.device("meta"))
-    >>> x["a"][0].is_meta, x["a"][1][0].is_meta, x["n"]
-    (True, True, 3)
-    """
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, Mapping):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        items = [to_device(v, device) for v in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
-    if isinstance(obj, list):
-        return [to_device(v, device) for v in obj]
-    return obj
 
 
 def _forward(model: nn.Module, inputs: Any) -> Any:
@@ -181,7 +127,8 @@ def run_recipe(
     when a one-shot iterator runs out or when the loss has been NaN/Inf for
     ``STOP_AFTER_NONFINITE`` steps in a row (both noted in ``recipe.notes``). A progress bar
     goes to stderr when ``progress`` is true. ``probes`` are extra monitor probes (the monitor
-    adds a gradient-through-time probe for every recurrent module by itself).
+    adds a gradient-through-time probe for every recurrent module by itself); the learning rate
+    of the steps is kept in the trace's ``meta["lr"]`` (:class:`LearningRateProbe`).
     """
     from gradientflow.monitor import watch
 
@@ -193,9 +140,8 @@ def run_recipe(
     _place(recipe)
     recipe.model.train()
     stream = Batches(recipe.batches, epochs, _device(recipe))
-    mon = watch(
-        recipe.model, recipe.opt, log_dir=log_dir, schedule=schedule, probes=list(probes or ())
-    )
+    probes = [*(probes or ()), LearningRateProbe(recipe.opt)]
+    mon = watch(recipe.model, recipe.opt, log_dir=log_dir, schedule=schedule, probes=probes)
     n_before = len(recipe.notes)
     bar = _progress(progress, steps, epochs, recipe.batches)
     mon.attach()

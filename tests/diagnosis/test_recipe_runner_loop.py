@@ -3,6 +3,7 @@ and a custom train_step."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import nn
 
 from gradientflow.errors import GradientFlowError
 from gradientflow.recipe import Recipe, check_recipe, run_recipe
+from gradientflow.trace import Trace
 
 
 def _numbered(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -86,7 +88,7 @@ def test_a_reiterable_that_empties_is_noted() -> None:
     ]
 
 
-def test_a_scheduler_is_stepped_once_per_optimizer_step() -> None:
+def test_a_scheduler_is_stepped_once_per_optimizer_step_and_its_rate_kept(tmp_path: Path) -> None:
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
@@ -99,9 +101,12 @@ def test_a_scheduler_is_stepped_once_per_optimizer_step() -> None:
             "scheduler": sched,
         }
     )
-    run_recipe(recipe, 6, progress=False)
+    mon = run_recipe(recipe, 6, progress=False, log_dir=tmp_path / "run")
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
     assert sched.last_epoch == 6
+    lrs = [[0, 0.1], [2, 0.05], [4, 0.025]]  # the rate each step used, where it changed
+    assert mon.trace.meta["lr"] == lrs  # halving 0.1 is exact in binary
+    assert Trace.load(tmp_path / "run").meta["lr"] == lrs  # kept on disk too
 
 
 def test_reduce_on_plateau_gets_the_loss() -> None:
