@@ -77,7 +77,7 @@ def _train_step(recipe: Recipe, batch: Any, step: int) -> torch.Tensor:
         assert recipe.loss_fn is not None  # checked with the recipe
         outputs = _call(_forward, source, step, "model or loss_fn", recipe.model, inputs)
         loss = _call(recipe.loss_fn, source, step, "model or loss_fn", outputs, targets)
-    _check_loss(loss, source, step)
+    _check_loss(loss, source, step, "train_step" if recipe.train_step is not None else "loss_fn")
     loss.backward()
     return loss
 
@@ -91,15 +91,15 @@ def _call(func: Callable[..., Any], source: str, step: int, what: str, *args: An
         ) from exc
 
 
-def _check_loss(loss: Any, source: str, step: int) -> None:
+def _check_loss(loss: Any, source: str, step: int, what: str = "loss_fn") -> None:
     """A loss must be a scalar tensor that back-propagates to the parameters."""
     if not isinstance(loss, torch.Tensor):
         raise GradientFlowError(
-            f"{source}: step {step}: loss_fn must return a scalar tensor, got {type(loss).__name__}"
+            f"{source}: step {step}: {what} must return a scalar tensor, got {type(loss).__name__}"
         )
     if loss.numel() != 1:
         raise GradientFlowError(
-            f"{source}: step {step}: loss_fn must return a scalar tensor, got a tensor of shape "
+            f"{source}: step {step}: {what} must return a scalar tensor, got a tensor of shape "
             f"{tuple(loss.shape)} (reduce it, e.g. .mean(), or use reduction='mean')"
         )
     if not loss.requires_grad:
@@ -189,8 +189,11 @@ def _progress(progress: bool, steps: int | None, epochs: int | None, batches: An
     from tqdm import tqdm
 
     total = steps
-    if epochs is not None and hasattr(batches, "__len__"):
-        per_epoch = epochs * len(batches)
+    try:
+        per_epoch = None if epochs is None else epochs * len(batches)
+    except TypeError:  # no len(): a generator, a DataLoader over an IterableDataset
+        per_epoch = None
+    if per_epoch is not None:
         total = per_epoch if steps is None else min(steps, per_epoch)
     return tqdm(
         total=total,

@@ -60,6 +60,16 @@ def test_a_dataloader_is_cycled_and_epochs_count_passes() -> None:
     assert recipe.notes == ["stopped at the step limit (4 steps) in epoch 2 of 2"]
 
 
+def test_an_iterable_dataset_loader_without_len_trains_its_epochs() -> None:
+    class Stream(torch.utils.data.IterableDataset[Any]):
+        def __iter__(self) -> Any:
+            return iter(_numbered(3))
+
+    loader = torch.utils.data.DataLoader(Stream(), batch_size=None)
+    seen, recipe = _seen(loader, epochs=2)
+    assert seen == [0, 1, 2, 0, 1, 2] and recipe.notes == []
+
+
 def test_a_one_shot_iterator_cannot_be_cycled_and_says_so() -> None:
     seen, recipe = _seen((b for b in _numbered(3)), steps=10)
     assert seen == [0, 1, 2]
@@ -165,6 +175,8 @@ def test_scheduler_device_and_train_step_errors() -> None:
 
     with pytest.raises(GradientFlowError, match=r"r: step 0: the recipe's train_step raised Va"):
         run_recipe(check_recipe({**base, "train_step": boom}, "r"), 1, progress=False)
+    with pytest.raises(GradientFlowError, match=r"r: step 0: train_step must return a scalar"):
+        run_recipe(check_recipe({**base, "train_step": lambda m, b: 1.0}, "r"), 1, progress=False)
     recipe = check_recipe({**base, "loss_fn": nn.MSELoss()}, "r")
     with pytest.raises(GradientFlowError, match="run_recipe: give steps, epochs or both"):
         run_recipe(recipe, progress=False)
