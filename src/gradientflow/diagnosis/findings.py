@@ -49,6 +49,16 @@ class Finding:
             "remedies": list(self.remedies),
         }
 
+    def __str__(self) -> str:
+        from gradientflow.report.terminal import render_finding
+
+        return render_finding(self)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import finding_html
+
+        return finding_html(self)
+
 
 Verdict = Literal["healthy", "unhealthy", "unknown"]
 
@@ -105,3 +115,15 @@ class Diagnosis:
             "findings": [f.to_dict() for f in self.findings],
             "meta": json_safe(self.meta),
         }
+
+    def __str__(self) -> str:
+        """The verdict and the findings with their prescriptions, as ``gradientflow diagnose``
+        prints them (without colour)."""
+        from gradientflow.report.terminal import render_diagnosis
+
+        return render_diagnosis(self, color=False)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import diagnosis_html
+
+        return diagnosis_html(self)
