@@ -30,6 +30,7 @@ from typing import Any, Unpack
 import torch
 from torch import nn
 
+from gradientflow.distributed import outputs_here, world
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.listeners import listeners_for, resume_step, run_mode
 from gradientflow.options import Options, check_arguments
@@ -65,6 +66,7 @@ class Monitor:
         through_time: bool = True,
         overwrite: bool = False,
         resume: bool = False,
+        ranks: str | int = 0,
     ) -> None:
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
@@ -78,6 +80,7 @@ class Monitor:
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
+        log_dir, tensorboard, warn = outputs_here(log_dir, tensorboard, warn, ranks)
         listeners = listeners_for(log_dir, tensorboard, warn, run_mode(overwrite, resume))
         for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
@@ -293,7 +296,7 @@ class Monitor:
 
     def _meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
-            "model": type(self.model).__name__,
+            "model": type(self.watched.model).__name__,
             "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
             "measuring_point": MEASURING_POINT,
             "schedule": self.schedule.to_dict(),
@@ -302,6 +305,8 @@ class Monitor:
             "torch": torch.__version__,
             "recording_error": self._broken,
         }
+        if world()[1] > 1:
+            meta["rank"], meta["world_size"] = world()
         if self._failed_steps:
             meta["failed_optimizer_steps"] = self._failed_steps
         return meta
