@@ -3,13 +3,18 @@
 * **Wrappers** (``DistributedDataParallel``'s ``module``, ``torch.compile``'s ``_orig_mod``)
   are looked through: layers are named as in the user's model, without ``module.`` or
   ``_orig_mod.``.
+* **torch.compile**: the compiled graph does not call module hooks added after it was traced
+  (and a hook traced into it breaks the graph), so on a compiled model the activation
+  statistics (``in_dead_frac``, ``in_sat_frac``, ``out_rms``, ``out_grad_norm``) are not
+  measured; everything read at the optimizer step, outside the compiled region, is.
 * **DDP**: every rank holds the whole gradient, all-reduced by DDP's backward before the
   optimizer step where the monitor reads it, so per-layer norms are computed locally and no
   collective is issued.
 * **Sharded parameters** (FSDP2's ``fully_shard``: DTensor parameters and gradients): each rank
   sums the squares of its local shards per layer; the per-layer vector is all-reduced once per
   statistic, so the recorded norms are full-tensor norms. Every rank must therefore record the
-  same steps (they do: all ranks step together and share the schedule).
+  same steps (they do: all ranks step together and share the schedule). Activation
+  statistics are those of each rank's own micro-batch (not aggregated over ranks).
 * **Who writes**: under an initialised process group with more than one process, only rank 0
   writes ``log_dir`` and ``tensorboard`` by default; every rank keeps its trace in memory.
   ``watch(..., ranks="all")`` makes every rank write ``log_dir/rank{r}``.
@@ -46,6 +51,15 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = inner
         else:
             return model
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` (or a module in it) runs through ``torch.compile``: a wrapper from
+    ``torch.compile(model)`` or a module compiled in place with ``module.compile()``."""
+    if type(model).__name__ == "OptimizedModule":
+        return True
+    inner = unwrap(model)
+    return any(getattr(m, "_compiled_call_impl", None) is not None for m in inner.modules())
 
 
 def world() -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradientflow.distributed import Shards, local, unwrap
+from gradientflow.distributed import Shards, is_compiled, local, unwrap
 from gradientflow.errors import GradientFlowError
 from gradientflow.probes.hooks import Stopper, bound_hook
 from gradientflow.schedule import Schedule
@@ -212,6 +212,7 @@ class Watched:
     index: ParamIndex | None = None
     scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
     first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
+    compiled: bool = False  # runs through torch.compile: module hooks added later are not called
     _order_handles: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -219,7 +220,9 @@ class Watched:
         cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, schedule: Schedule
     ) -> Watched:
         inner = unwrap(model)  # DDP's .module, torch.compile's ._orig_mod: names as the user's
-        return cls(inner, optimizer, candidate_modules(inner), schedule)
+        return cls(
+            inner, optimizer, candidate_modules(inner), schedule, compiled=is_compiled(model)
+        )
 
     def follow_order(self) -> None:
         """Until the layers are fixed, note the order in which the forward pass calls them."""
