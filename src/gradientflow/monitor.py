@@ -74,9 +74,11 @@ class Monitor:
         self.flush_every = flush_every
         self.watched = Watched.of(model, optimizer, self.schedule)
         self.probes = [*builtin_probes(zero_threshold, saturation_eps), *probes]
-        if through_time:
-            self.probes += recurrent_probes(model, skip=self.probes)
-        self.probes += attention_probes(model, self.probes)
+        inner = self.watched.model  # inside DDP / torch.compile wrappers
+        if not self.watched.compiled:  # their forward hooks would break the compiled graph
+            if through_time:
+                self.probes += recurrent_probes(inner, skip=self.probes)
+            self.probes += attention_probes(inner, self.probes)
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())

@@ -27,6 +27,12 @@ from gradientflow.probes.base import Probe
 from gradientflow.probes.hooks import Stopper, bound_hook, tensor_hook
 from gradientflow.probes.layers import Layer
 
+#: Trace.meta["activation_statistics"] of a compiled model (its forward is not hooked)
+NOT_COMPILED = (
+    "not measured: the model is compiled (no forward hooks: no activation, attention or "
+    "through-time statistics)"
+)
+
 __all__ = ["ActivationProbe", "input_stats", "producing_activation", "sequential_activations"]
 
 
@@ -232,7 +238,7 @@ class ActivationProbe(Probe):
 
     def meta(self) -> dict[str, Any]:
         if self.watched is not None and self.watched.compiled:
-            return {"saturation_eps": self.eps, "activation_statistics": "not measured: compiled"}
+            return {"saturation_eps": self.eps, "activation_statistics": NOT_COMPILED}
         return {"saturation_eps": self.eps}
 
     def collect(self, order: list[int], device: torch.device) -> dict[str, torch.Tensor]:
