@@ -75,12 +75,10 @@ def rank_dir(path: str | os.PathLike[str], rank: int) -> str:
 
 def writes_here(ranks: str | int) -> bool:
     """Whether this process writes the run directory for ``watch(..., ranks=)``."""
+    if ranks != "all" and (not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 0):
+        raise GradientFlowError(f"watch(): `ranks` must be 'all' or a rank number, got {ranks!r}")
     rank, size = world()
-    if ranks == "all" or size == 1:
-        return True
-    if isinstance(ranks, int) and not isinstance(ranks, bool):
-        return rank == ranks
-    raise GradientFlowError(f"watch(): `ranks` must be 'all' or a rank number, got {ranks!r}")
+    return ranks == "all" or size == 1 or rank == ranks
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
@@ -157,6 +155,11 @@ def outputs_here(
 
     >>> outputs_here("runs/a", None, True, ranks=0)
     ('runs/a', None, True)
+    >>> outputs_here("runs/a", None, True, ranks="rank0")
+    Traceback (most recent call last):
+    ...
+    gradientflow.errors.GradientFlowError: watch(): `ranks` must be 'all' or a rank number, \
+got 'rank0'
     """
     rank, size = world()
     if not writes_here(ranks):
