@@ -87,3 +87,28 @@ def test_monitor_adds_no_graph_break_and_no_recompile(runs: tuple[Any, Any, Any]
     assert added[0][1] == 1, added  # step 0: one graph (with the layer-order hooks)
     # step 1 recompiles once without those hooks; from then on, full steps included, nothing
     assert all(g == 0 for _, g in added[2:]), added
+
+
+def test_model_compiled_in_place_is_not_hooked() -> None:
+    from torch._dynamo.utils import counters
+
+    dynamo.reset()
+    counters.clear()
+    model = _model()
+    model.compile()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    try:
+        with gradientflow.watch(model, opt, schedule=Schedule.everything()) as mon:
+            for _ in range(3):
+                opt.zero_grad()
+                model(torch.randn(4, 8)).pow(2).mean().backward()
+                opt.step()
+    except Exception as exc:  # the skip reason of the fixture above
+        pytest.skip(f"torch.compile does not run here: {type(exc).__name__}: {exc}")
+    trace = mon.trace
+    assert [layer.name for layer in trace.layers] == ["0", "2", "4"]
+    assert trace.meta["layer_order"] == "first use in forward"
+    assert sum(counters["graph_break"].values()) == 0
+    assert (
+        np.isnan(trace.metrics["out_rms"]).all() and not np.isnan(trace.metrics["grad_norm"]).any()
+    )
