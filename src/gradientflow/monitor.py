@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradientflow.clipping import ClipReader
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.probes.activations import ActivationProbe, sequential_activations
 from gradientflow.probes.gradients import (
@@ -48,11 +49,15 @@ from gradientflow.probes.layers import (
 )
 from gradientflow.probes.updates import UpdateMeter
 from gradientflow.schedule import Schedule
+from gradientflow.stepping import read_after_closure, unwrap_optimizer
 from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, Trace, TraceWriter
 
 MEASURING_POINT = (
-    "gradients are read at the optimizer step (step pre-hook): after gradient accumulation and, "
-    "under torch.amp.GradScaler, after unscale_, so values are unscaled"
+    "gradients are read at the optimizer step (step pre-hook; with step(closure), right after "
+    "the closure's first call): after gradient accumulation and, under torch.amp.GradScaler, "
+    "after unscale_, so values are unscaled; when torch.nn.utils clipping runs on the watched "
+    "parameters, grad_norm and global_grad_norm are read just before the first clipping call "
+    "(pre-clip) and grad_norm_postclip at the step"
 )
 _WARN_AT_STEPS = (10, 20)
 
@@ -86,6 +91,7 @@ class Monitor:
         tensorboard: str | os.PathLike[str] | None = None,
         through_time: bool = True,
     ) -> None:
+        optimizer = unwrap_optimizer(optimizer)  # [integrations] hooks go on the real optimizer
         if not isinstance(model, nn.Module):
             raise GradientFlowError(f"watch(): `model` must be an nn.Module, got {type(model)!r}")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -141,6 +147,7 @@ class Monitor:
         self._attached = False
         self._broken: str | None = None
         self._warned: set[str] = set()
+        self._clip: ClipReader | None = None  # [integrations]
 
     # ------------------------------------------------------------------ attach / detach
     def _check_optimizer(self) -> None:
@@ -169,6 +176,7 @@ class Monitor:
                 self._handles.append(self.optimizer.register_step_post_hook(self._opt_post_hook))
             if self.scaler is not None:
                 self._wrap_scaler()
+            self._handles.append(self._clip_reader().attach())  # [integrations] pre-clip
             for probe in self.probes:
                 self._handles += probe.attach(self)
         except BaseException:
@@ -293,9 +301,36 @@ class Monitor:
             self._set_update(rec, self._meter.after_step())
 
     # ------------------------------------------------------------------ optimizer hooks
-    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
         self._stepped = True
-        self._guarded(self._pre_step)
+        # [integrations] with step(closure), read after the closure's first call (its backward)
+        return read_after_closure(
+            args, kwargs, lambda: self._guarded(self._pre_step), self._closure_loss
+        )
+
+    # ------------------------------------------------------------------ [integrations] hunk
+    def _closure_loss(self, out: Any) -> None:
+        """The closure's first return value is the step's loss, unless one was logged."""
+        if self._pending_loss is None and isinstance(out, torch.Tensor) and out.numel() == 1:
+            self._pending_loss = out.detach()
+
+    def _clip_reader(self) -> ClipReader:
+        """Reads per-layer norms before the first clipping call of a recorded step."""
+        ids = {id(p) for p in self.model.parameters()}
+        self._clip = ClipReader(ids, self._read_preclip, self._clip_failed)
+        return self._clip
+
+    def _read_preclip(self) -> Any:
+        if self._broken is not None or not self.schedule.records(self.step_count):
+            return None
+        self._ensure_layers()
+        assert self._index is not None
+        return grad_norms(self._index)
+
+    def _clip_failed(self, exc: Exception) -> None:
+        self._guarded(_raise, exc)
+
+    # ------------------------------------------------------------------ end of hunk
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._guarded(self._post_step, False, True)
@@ -336,6 +371,7 @@ class Monitor:
     def _pre_step(self) -> None:
         step = self.step_count
         self._awaiting_loss = None
+        preclip = self._clip.take() if self._clip is not None else None  # [integrations]
         if len(self._records) >= self.flush_every and self._manual_pending is None:
             self._flush()
         if not self.schedule.records(step):
@@ -354,6 +390,9 @@ class Monitor:
             "global_grad_norm": global_norm,
             "loss": self._pending_loss,
         }
+        if preclip is not None:  # [integrations] the diagnosis reads the true, pre-clip norms
+            rec["grad_norm_postclip"] = gn
+            rec["grad_norm"], rec["global_grad_norm"] = preclip
         self._pending_loss = None
         if full:
             rec["nonfinite"] = nonfinite_counts(index, self._scratch)
@@ -370,6 +409,8 @@ class Monitor:
 
     def _post_step(self, skipped: bool, measure_update: bool) -> None:
         rec, self._current = self._current, None
+        if self._clip is not None:  # [integrations] a clip after the reading is not next step's
+            self._clip.take()
         if rec is not None:
             rec["skipped"] = skipped
             if rec["full"] and measure_update and self._meter is not None:
@@ -486,6 +527,10 @@ class Monitor:
             if finding.severity == "critical" and finding.kind not in self._warned:
                 self._warned.add(finding.kind)
                 warnings.warn(f"gradientflow: {finding.message}", GradientFlowWarning, stacklevel=4)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def _recurrent_probes(model: nn.Module, given: list[Probe]) -> list[Probe]:

@@ -41,6 +41,8 @@ from gradientflow.errors import GradientFlowError
 #: Per-layer metrics, each an array of shape (recorded steps, layers).
 LAYER_METRICS: dict[str, str] = {
     "grad_norm": "L2 norm of the layer's parameter gradients (weight and bias together)",
+    "grad_norm_postclip": "the layer's gradient norm after gradient clipping, at the optimizer "
+    "step (NaN at steps where no clipping function ran; grad_norm is the pre-clip value)",
     "weight_norm": "L2 norm of the layer's parameters",
     "update_norm": "L2 norm of the change the optimizer step made to the parameters, ||dw||",
     "rel_update": "relative update ||dw|| / ||w|| (the article's sign 1)",
