@@ -48,10 +48,10 @@ def _loader(n: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
-def _fit(tmp_path: Path, **settings: Any) -> tuple[Regressor, GradientFlow]:
+def _fit(tmp_path: Path, report: bool = False, **settings: Any) -> tuple[Regressor, GradientFlow]:
     torch.manual_seed(0)
     module = Regressor()
-    callback = GradientFlow(show=False)
+    callback = GradientFlow(show=False, report=report)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -95,7 +95,7 @@ def test_lightning_records_each_steps_true_gradients(tmp_path: Path, name: str) 
 
 
 def test_lightning_logs_saves_and_reports(tmp_path: Path) -> None:
-    _, callback = _fit(tmp_path)
+    _, callback = _fit(tmp_path, report=True)
     run_dir = callback.run_dir
     assert run_dir is not None and run_dir.parent == tmp_path / "lightning_logs" / "version_0"
     assert (run_dir / "report.html").is_file()

@@ -108,8 +108,15 @@ class LoggerStream:
         pass
 
 
-def finish(monitor: Any, run_dir: Path | None, *, show: bool = True, model: Any = None) -> Any:
-    """Detach ``monitor``; print the diagnosis; save ``diagnosis.json`` and ``report.html``.
+def finish(
+    monitor: Any,
+    run_dir: Path | None,
+    *,
+    show: bool = True,
+    report: bool = True,
+    model: Any = None,
+) -> Any:
+    """Detach ``monitor``; print the diagnosis; save ``diagnosis.json`` (and ``report.html``).
 
     Returns the :class:`~gradientflow.Diagnosis`, or None if nothing was recorded. A failure
     here is a warning: the end of a training run is never turned into a crash.
@@ -127,21 +134,22 @@ def finish(monitor: Any, run_dir: Path | None, *, show: bool = True, model: Any 
         if show:
             print(render_diagnosis(diagnosis, trace, model=model), file=sys.stderr)
         if run_dir is not None:
-            save(monitor, trace, diagnosis, run_dir)
+            save(trace, diagnosis, run_dir, report=report)
         return diagnosis
     except Exception as exc:
         _warn(f"the diagnosis or report failed ({type(exc).__name__}: {exc})")
         return None
 
 
-def save(monitor: Any, trace: Any, diagnosis: Any, run_dir: Path) -> None:
+def save(trace: Any, diagnosis: Any, run_dir: Path, *, report: bool = True) -> None:
     """``diagnosis.json`` and ``report.html`` beside the trace (``gradientflow show DIR``)."""
     from gradientflow.report.html import write_html
     from gradientflow.store import write_file
 
     document = {**diagnosis.to_dict(), "meta": json_safe(trace.meta)}
     write_file(run_dir, "diagnosis.json", json.dumps(json_safe(document), indent=2))
-    write_html(trace, run_dir / "report.html", diagnosis)
+    if report:
+        write_html(trace, run_dir / "report.html", diagnosis)
 
 
 def run_dir_for(explicit: str | os.PathLike[str] | None, framework_dir: str | None) -> Path:

@@ -47,9 +47,10 @@ class GradientFlow(pl.Callback):
     trainer without a log dir: ``<default_root_dir>/gradientflow``). ``metrics``: the per-layer
     columns sent to the trainer's loggers (``"gradientflow/<metric>/<layer>"``, plus
     ``"gradientflow/global_grad_norm"``), at each flush of the monitor. ``show``: print the
-    diagnosis at the end. Other keyword arguments go to :func:`gradientflow.watch`
-    (``schedule``, ``flush_every``, ``warn``, ...). After training, ``diagnosis`` holds the
-    :class:`~gradientflow.Diagnosis` and ``monitor.trace`` the recorded :class:`Trace`.
+    diagnosis at the end; ``report``: write ``report.html`` too. Other keyword arguments go to
+    :func:`gradientflow.watch` (``schedule``, ``flush_every``, ``warn``, ...). After training,
+    ``diagnosis`` holds the :class:`~gradientflow.Diagnosis` and ``monitor.trace`` the
+    recorded :class:`Trace`. The run directory is written by the rank-0 process only.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class GradientFlow(pl.Callback):
         *,
         metrics: Sequence[str] = DEFAULT_METRICS,
         show: bool = True,
+        report: bool = True,
         **watch_options: Any,
     ) -> None:
         if "log_dir" in watch_options:
@@ -65,6 +67,7 @@ class GradientFlow(pl.Callback):
         self.log_dir = log_dir
         self.metrics = tuple(metrics)
         self.show = show
+        self.report = report
         self.watch_options = watch_options
         self.monitor: Monitor | None = None
         self.run_dir: Path | None = None
@@ -101,7 +104,9 @@ class GradientFlow(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.monitor is not None and not self._finished:
             self._finished = True
-            self.diagnosis = finish(self.monitor, self.run_dir, show=self.show, model=pl_module)
+            self.diagnosis = finish(
+                self.monitor, self.run_dir, show=self.show, report=self.report, model=pl_module
+            )
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

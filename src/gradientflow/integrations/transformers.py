@@ -42,9 +42,10 @@ class GradientFlowCallback(TrainerCallback):
 
     ``log_dir``: where the run is saved (default: ``<output_dir>/gradientflow``, or
     ``gradientflow-1``, ... if that holds an earlier run). ``show``: print the diagnosis at the
-    end. Other keyword arguments go to :func:`gradientflow.watch` (``schedule``,
-    ``tensorboard``, ``warn``, ...). After training, ``diagnosis`` holds the
-    :class:`~gradientflow.Diagnosis` and ``monitor.trace`` the recorded trace.
+    end; ``report``: write ``report.html`` too. Other keyword arguments go to
+    :func:`gradientflow.watch` (``schedule``, ``tensorboard``, ``warn``, ...). After training,
+    ``diagnosis`` holds the :class:`~gradientflow.Diagnosis` and ``monitor.trace`` the
+    recorded trace. Only the main process (``is_world_process_zero``) watches and writes.
     """
 
     def __init__(
@@ -52,12 +53,14 @@ class GradientFlowCallback(TrainerCallback):
         log_dir: str | os.PathLike[str] | None = None,
         *,
         show: bool = True,
+        report: bool = True,
         **watch_options: Any,
     ) -> None:
         if "log_dir" in watch_options:
             raise GradientFlowError("GradientFlowCallback(): pass log_dir once")
         self.log_dir = log_dir
         self.show = show
+        self.report = report
         self.watch_options = watch_options
         self.monitor: Monitor | None = None
         self.run_dir: Path | None = None
@@ -113,4 +116,6 @@ class GradientFlowCallback(TrainerCallback):
             self._loss_hook = None
         self._model = None
         if self.monitor is not None:
-            self.diagnosis = finish(self.monitor, self.run_dir, show=self.show, model=model)
+            self.diagnosis = finish(
+                self.monitor, self.run_dir, show=self.show, report=self.report, model=model
+            )
