@@ -39,7 +39,16 @@ import torch
 
 from gradientflow.errors import GradientFlowError
 
-__all__ = ["closure_of", "read_after_closure", "unwrap_optimizer"]
+__all__ = ["MEASURING_POINT", "closure_of", "read_after_closure", "unwrap_optimizer"]
+
+#: Where the monitor reads the gradients (kept in every Trace's metadata).
+MEASURING_POINT = (
+    "gradients are read at the optimizer step (step pre-hook; with step(closure), right after "
+    "the closure's first call): after gradient accumulation and, under torch.amp.GradScaler, "
+    "after unscale_, so values are unscaled; when torch.nn.utils clipping runs on the watched "
+    "parameters, grad_norm and global_grad_norm are read just before the first clipping call "
+    "(pre-clip) and grad_norm_postclip at the step"
+)
 
 _INNER = ("optimizer", "_optimizer")  # accelerate's AcceleratedOptimizer, LightningOptimizer
 _MAX_DEPTH = 8
@@ -55,13 +64,24 @@ def closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 class _ReadingClosure:
     """Calls the user's closure; after its first call (and only then) runs ``read``."""
 
-    def __init__(self, closure: Callable[[], Any], read: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        closure: Callable[[], Any],
+        read: Callable[[Any], None],
+        on_fail: Callable[[], None] | None = None,
+    ) -> None:
         self.closure = closure
         self.read = read
+        self.on_fail = on_fail
         self.called = False
 
     def __call__(self) -> Any:
-        out = self.closure()
+        try:
+            out = self.closure()
+        except BaseException:
+            if not self.called and self.on_fail is not None:
+                self.on_fail()
+            raise
         if not self.called:
             self.called = True
             self.read(out)
@@ -72,13 +92,15 @@ def read_after_closure(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     read: Callable[[], None],
-    on_loss: Callable[[Any], None] | None = None,
+    on_loss: Callable[[torch.Tensor], None] | None = None,
+    on_fail: Callable[[], None] | None = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """For a step pre-hook: run ``read`` now, or after the closure's first call if there is one.
 
     Returns what a step pre-hook returns: None (no closure: ``read`` has run) or the
     ``(args, kwargs)`` with the closure wrapped. ``on_loss`` is given what the closure's first
-    call returned (the loss at the current weights).
+    call returned (the loss at the current weights), detached, if it is a scalar tensor;
+    ``on_fail`` is called if that first call raises (the step fails before any reading).
     """
     closure = closure_of(args, kwargs)
     if closure is None:
@@ -86,20 +108,14 @@ def read_after_closure(
         return None
 
     def after(out: Any) -> None:
-        if on_loss is not None and out is not None:
-            on_loss(out)
+        if on_loss is not None and isinstance(out, torch.Tensor) and out.numel() == 1:
+            on_loss(out.detach())
         read()
 
-    wrapped = _ReadingClosure(closure, after)
+    wrapped = _ReadingClosure(closure, after, on_fail)
     if len(args) > 1:
         return (args[0], wrapped, *args[2:]), kwargs
     return args, {**kwargs, "closure": wrapped}
-
-
-def closure_was_called(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """In a step post-hook: False if the step had a wrapped closure that never ran."""
-    closure = closure_of(args, kwargs)
-    return not isinstance(closure, _ReadingClosure) or closure.called
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer | None:

@@ -38,29 +38,40 @@ import numpy as np
 
 from gradientflow.errors import GradientFlowError
 
-#: Per-layer metrics, each an array of shape (recorded steps, layers).
-LAYER_METRICS: dict[str, str] = {
-    "grad_norm": "L2 norm of the layer's parameter gradients (weight and bias together)",
-    "grad_norm_postclip": "the layer's gradient norm after gradient clipping, at the optimizer "
-    "step (NaN at steps where no clipping function ran; grad_norm is the pre-clip value)",
-    "weight_norm": "L2 norm of the layer's parameters",
-    "update_norm": "L2 norm of the change the optimizer step made to the parameters, ||dw||",
-    "rel_update": "relative update ||dw|| / ||w|| (the article's sign 1)",
-    "zero_frac": "fraction of parameters with |w| below the near-zero threshold (sign 2)",
-    "nonfinite": "number of NaN/Inf entries in the layer's gradients",
-    "out_grad_norm": "L2 norm of dL/ds, the gradient back-propagated to the layer's output",
-    "out_rms": "root mean square of the layer's output",
-    "in_dead_frac": "fraction of input units that are zero for every sample (dead ReLUs)",
-    "in_sat_frac": "fraction of input activations within eps of a sigmoid/tanh limit",
-}
+#: Per-layer metrics, each an array of shape (recorded steps, layers): name -> description.
+#: Filled by :func:`declare_columns` from the probes' declarations (``gradientflow.probes``
+#: declares the built-in ones); this module names no statistic itself.
+LAYER_METRICS: dict[str, str] = {}
 
-#: Per-step scalars, each an array of shape (recorded steps,).
+#: Per-step scalars, each an array of shape (recorded steps,). The three below belong to the
+#: step protocol itself; probes add theirs (e.g. ``global_grad_norm``).
 STEP_SCALARS: dict[str, str] = {
     "loss": "training loss logged for the step (NaN if none was logged)",
-    "global_grad_norm": "L2 norm of all gradients together",
     "skipped": "1.0 if the optimizer step was skipped (GradScaler found inf/NaN)",
     "full": "1.0 if all statistics were measured at this step",
 }
+_SCALAR_DEFAULTS = {"skipped": 0.0}
+
+
+def declare_columns(per_layer: Mapping[str, str] = {}, per_step: Mapping[str, str] = {}) -> None:
+    """Make columns known to every Trace: ``name -> description``, per layer or per step.
+
+    Declaring a column again with the same kind is harmless; one name cannot be both.
+
+    >>> declare_columns(per_layer={"grad_norm": LAYER_METRICS["grad_norm"]})
+    >>> declare_columns(per_step={"grad_norm": "x"})
+    Traceback (most recent call last):
+    ...
+    gradientflow.errors.GradientFlowError: column 'grad_norm' is both per layer and per step
+    """
+    for name in per_layer:
+        if name in STEP_SCALARS:
+            raise GradientFlowError(f"column {name!r} is both per layer and per step")
+    for name in per_step:
+        if name in LAYER_METRICS:
+            raise GradientFlowError(f"column {name!r} is both per layer and per step")
+    LAYER_METRICS.update(per_layer)
+    STEP_SCALARS.update(per_step)
 
 
 @dataclass
@@ -71,6 +82,8 @@ class LayerInfo:
     ``"sigmoid"``, ``"tanh"``, ...), as seen from the autograd graph, or None.
     ``trainable`` is False when none of its parameters requires grad (or none is in the
     optimizer): rules never blame such a layer.
+    ``tied_to`` names the layer that holds (and counts) a parameter this layer shares with it
+    (a language-model head tied to the embedding): the layer's own parameters are the rest.
     """
 
     name: str
@@ -78,11 +91,12 @@ class LayerInfo:
     n_params: int = 0
     trainable: bool = True
     input_activation: str | None = None
+    tied_to: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LayerInfo:
         known = {k: d[k] for k in ("name", "kind", "n_params", "trainable", "input_activation")}
-        return cls(**known)
+        return cls(**known, tied_to=d.get("tied_to"))
 
 
 @dataclass
@@ -110,7 +124,7 @@ class Trace:
             self.metrics[name] = arr
         for name in STEP_SCALARS:
             arr = self.scalars.get(name)
-            default = 0.0 if name in ("skipped",) else np.nan
+            default = _SCALAR_DEFAULTS.get(name, np.nan)
             arr = np.full(r, default) if arr is None else np.asarray(arr, dtype=np.float64)
             if arr.shape != (r,):
                 raise GradientFlowError(
@@ -204,7 +218,7 @@ class Trace:
                 metrics[name] = np.full((r, n), np.nan)
         for name, arr in scalars.items():
             if arr.shape[0] != r:
-                scalars[name] = np.full(r, 0.0 if name == "skipped" else np.nan)
+                scalars[name] = np.full(r, _SCALAR_DEFAULTS.get(name, np.nan))
         return cls(
             layers=[LayerInfo(**asdict(x)) for x in layers],
             steps=steps,

@@ -96,9 +96,7 @@ class GradientFlow(pl.Callback):
             pl_module, optimizers[0], log_dir=self.run_dir, **self.watch_options
         ).attach()
         stream = LoggerStream(self._log, self.metrics, step_offset=trainer.global_step)
-        recorder = getattr(self.monitor, "recorder", None)  # TEMP until collect is merged
-        if recorder is not None:
-            recorder.add_listener(stream)
+        self.monitor.recorder.add_listener(stream)
         self._trainer = trainer
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
