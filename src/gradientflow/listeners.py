@@ -12,7 +12,8 @@ from typing import Any
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.recorder import Flush, Listener
-from gradientflow.trace import Trace, TraceWriter
+from gradientflow.store import TraceWriter
+from gradientflow.trace import Trace
 
 #: ``warn=True`` looks at the run after these many steps, then at every flush.
 WARN_AT_STEPS = (10, 20)
