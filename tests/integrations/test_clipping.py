@@ -150,3 +150,28 @@ def test_a_clipper_hook_after_the_monitor_shifts_nothing() -> None:
         clipper.detach()
     assert clipper.clipped == 5
     assert_matches(mon.trace.metrics["grad_norm"], ref.per_layer(mon.trace.layer_names))
+
+
+def test_gradscaler_accumulation_and_clipping_read_unscaled_preclip() -> None:
+    """The AMP recipe: scale, backward twice (accumulation), unscale_, clip, scaler.step."""
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    ref = GradSnapshots(model)
+    with gradientflow.watch(model, opt, scaler=scaler, schedule=Schedule.everything()) as mon:
+        for _ in range(4):
+            opt.zero_grad()
+            for _ in range(2):  # two micro-batches
+                scaler.scale(model(torch.randn(16, 8)).pow(2).mean() * 50).backward()
+            scaler.unscale_(opt)
+            ref.snap()  # accumulated, unscaled, not yet clipped
+            ref.close_step()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            scaler.step(opt)
+            scaler.update()
+    trace = mon.trace
+    assert_matches(trace.metrics["grad_norm"], ref.per_layer(trace.layer_names))
+    assert trace.scalars["global_grad_norm"].min() > 0.5  # the clip did cut every step
+    post = np.sqrt(np.square(trace.metrics["grad_norm_postclip"]).sum(axis=1))
+    np.testing.assert_allclose(post, 0.5, rtol=1e-4)

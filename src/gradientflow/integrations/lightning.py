@@ -82,7 +82,12 @@ class GradientFlow(pl.Callback):
             return
         optimizers = trainer.optimizers
         if not optimizers:
-            raise GradientFlowError("GradientFlow: the trainer has no optimizer to watch")
+            warnings.warn(
+                "gradientflow: the trainer has no optimizer; nothing is recorded",
+                GradientFlowWarning,
+                stacklevel=2,
+            )
+            return
         if len(optimizers) > 1:
             warnings.warn(
                 f"gradientflow: the module has {len(optimizers)} optimizers; only the first "
