@@ -59,5 +59,6 @@ def test_a_tied_head_is_labelled_tied(tmp_path: Path) -> None:
     assert list(layers) == ["emb", "mix", "head"]
     assert layers["head"].tied_to == "emb" and layers["head"].n_params == 11  # bias only
     assert layers["emb"].tied_to is None and layers["mix"].tied_to is None
+    assert mon.trace.summary_rows()[2]["kind"] == "Linear, tied to emb"  # in every table
     loaded = Trace.load(mon.trace.save(tmp_path / "run"))  # the label survives a save and load
     assert [info.tied_to for info in loaded.layers] == [None, None, "emb"]
