@@ -175,3 +175,21 @@ def test_gradscaler_accumulation_and_clipping_read_unscaled_preclip() -> None:
     assert trace.scalars["global_grad_norm"].min() > 0.5  # the clip did cut every step
     post = np.sqrt(np.square(trace.metrics["grad_norm_postclip"]).sum(axis=1))
     np.testing.assert_allclose(post, 0.5, rtol=1e-4)
+
+
+def test_manual_steps_read_preclip_too() -> None:
+    """Without an optimizer: backward, clip, monitor.step() records the pre-clip norms."""
+    model = _mlp()
+    ref = GradSnapshots(model)
+    with gradientflow.watch(model, schedule=Schedule.everything()) as mon:
+        for _ in range(3):
+            model.zero_grad()
+            (model(torch.randn(16, 8)).pow(2).sum() * 100).backward()
+            ref.snap()
+            ref.close_step()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            mon.step()
+    trace = mon.trace
+    assert_matches(trace.metrics["grad_norm"], ref.per_layer(trace.layer_names))
+    post = np.sqrt(np.square(trace.metrics["grad_norm_postclip"]).sum(axis=1))
+    np.testing.assert_allclose(post, 0.1, rtol=1e-4)
