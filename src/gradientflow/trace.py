@@ -290,6 +290,17 @@ class Trace:
             rows.append(row)
         return rows
 
+    def __str__(self) -> str:
+        """What was recorded and the per-layer table, as ``gradientflow show`` prints it."""
+        from gradientflow.report.terminal import trace_text
+
+        return trace_text(self)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import trace_html
+
+        return trace_html(self)
+
 
 if TYPE_CHECKING:
     from gradientflow.store import FORMAT as FORMAT

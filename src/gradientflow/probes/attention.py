@@ -32,15 +32,16 @@ when it is an ``nn.Transformer*Layer`` with ``norm_first=False`` or a BERT layer
 >>> layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
 >>> model = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
 >>> probe = AttentionProbe(model)
->>> handles = probe.attach(None)
+>>> probe.attach()
 >>> _ = model(torch.randn(2, 10, 16))
->>> probe.on_step(None, 0, True)
+>>> probe.on_step(0, True)
+{}
 >>> ex = probe.extras()
 >>> ex["attn/layers.0.self_attn/max_logit"].shape, ex["attn/layers.1.self_attn/post_ln"]
 ((1, 4), array([1.]))
 >>> bool((ex["attn/layers.0.self_attn/entropy_mean"] <= math.log(10) + 1e-9).all())
 True
->>> for h in handles: h.remove()
+>>> probe.detach()
 """
 
 from __future__ import annotations

@@ -120,20 +120,20 @@ def optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int] | N
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
 def dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [t.coalesce().values() if t.is_sparse else t for t in tensors]
 
 
 def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device)."""
+    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device).
+
+    Accumulated in float64: in float32 the sum of squares overflows for norms above ~1.8e19
+    (the square root of float32's largest value), and a finite gradient would read as Inf.
+    """
     dense_ = dense(tensors)
-    if any(t.dtype in _LOW_PRECISION for t in dense_):
-        dense_ = [t.float() for t in dense_]
-    norms = torch._foreach_norm(dense_)
-    return torch.stack(norms).to(torch.float64)
+    if any(t.is_complex() for t in dense_):
+        dense_ = [t.abs() if t.is_complex() else t for t in dense_]
+    return torch.stack(torch._foreach_norm(dense_, 2, dtype=torch.float64))
 
 
 class ParamIndex:
