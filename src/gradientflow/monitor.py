@@ -4,7 +4,8 @@ The monitor owns every hook handle and nothing else. It reads gradients at one s
 the optimizer step: in the optimizer's step pre-hook, i.e. after gradient accumulation and, under
 ``torch.amp.GradScaler``, after ``unscale_`` (``scaler.step`` unscales before it calls
 ``optimizer.step``), so the recorded values are the true, unscaled gradients. Pass ``scaler=``
-to also record the steps GradScaler skips because it found inf/NaN.
+to also record the steps GradScaler skips because it found inf/NaN. With ``step(closure)`` they
+are read after the closure's first call; with clipping, before it (see :mod:`~.stepping`).
 
 >>> import torch, gradientflow
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
@@ -38,12 +39,8 @@ from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurre
 from gradientflow.probes.attention import attention_probes
 from gradientflow.recorder import Recorder, loss_value
 from gradientflow.schedule import Schedule
+from gradientflow.stepping import MEASURING_POINT, read_after_closure, unwrap_optimizer
 from gradientflow.trace import Trace
-
-MEASURING_POINT = (
-    "gradients are read at the optimizer step (step pre-hook): after gradient accumulation and, "
-    "under torch.amp.GradScaler, after unscale_, so values are unscaled"
-)
 
 
 class Monitor:
@@ -68,6 +65,7 @@ class Monitor:
         resume: bool = False,
         ranks: str | int = 0,
     ) -> None:
+        optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.schedule = schedule or Schedule()
@@ -212,9 +210,17 @@ class Monitor:
             self._after(rec, skipped=False)
 
     # ------------------------------------------------------------------ the step protocol
-    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._stepped = True
-        self._guarded(self._pre_step)
+    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
+        self._stepped = True  # with step(closure): read after the closure's first call
+        read = lambda: self._guarded(self._pre_step)  # noqa: E731
+        return read_after_closure(args, kwargs, read, self._closure_loss, self._closure_failed)
+
+    def _closure_loss(self, loss: torch.Tensor) -> None:
+        if self._pending_loss is None:  # the closure's loss, unless one was logged
+            self._pending_loss = loss
+
+    def _closure_failed(self) -> None:
+        self._failed_steps += 1  # the closure raised before the gradients were read
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._guarded(self._post_step, False, True)
