@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from benchmarks._harness import CASES, Participant, interleave, ratio_stats, summarise
 
-from benchmarks import _peers, peers
+from benchmarks import _peers, gpu, peers
 
 
 def test_ratio_stats_are_per_round_ratios() -> None:
@@ -93,3 +94,36 @@ def test_compile_counts_on_a_tiny_model() -> None:
     for mode in ("default", "everything"):
         added = counts[f"added_by_{mode}"]
         assert set(added) == {"graphs", "frames_compiled", "graph_breaks"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the guard of a machine without CUDA")
+def test_gpu_script_without_cuda_exits_with_a_message() -> None:
+    with pytest.raises(SystemExit) as exc:
+        gpu.main(["--steps", "1"])
+    assert "needs a CUDA device" in str(exc.value.code)
+
+
+def _fake_sync_mode(monkeypatch: pytest.MonkeyPatch, at_mode: str) -> None:
+    """Stand-in for CUDA's sync debug mode: turning ``at_mode`` on reports one sync."""
+
+    def set_mode(mode: object) -> None:
+        if mode == at_mode == "error":
+            raise RuntimeError("called a synchronizing CUDA operation")
+        if mode == at_mode == "warn":
+            warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", set_mode)
+
+
+def test_gpu_sync_check_bookkeeping_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CASES["tiny_mlp"]
+    _fake_sync_mode(monkeypatch, "none")
+    assert gpu.error_pass(case, None, steps=3, device="cpu") == "ok"
+    assert gpu.warn_pass(case, None, steps=3, device="cpu") == {}
+    _fake_sync_mode(monkeypatch, "error")
+    verdict = gpu.error_pass(case, None, steps=3, device="cpu")
+    assert verdict.startswith("sync at step 0: called a synchronizing")
+    _fake_sync_mode(monkeypatch, "warn")
+    found = gpu.warn_pass(case, None, steps=3, device="cpu")
+    assert list(found.values()) == [[0, 1, 2]]  # one source line, every step
+    assert "test_peers.py" in next(iter(found))
