@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.batch:
             case = dataclasses.replace(case, input_shape=(args.batch, *case.input_shape[1:]))
         results[model] = measure(case, names, args)
+        print(f"  measured {model} ({time.perf_counter() - start:.0f} s so far)", flush=True)
         if args.compile:
             counts[model] = compile_counts(case, steps=3)
     _peers.finish()
