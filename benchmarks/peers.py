@@ -115,7 +115,7 @@ def dynamo_counts(
         "graphs": int(counters["stats"]["unique_graphs"]),
         "frames_compiled": int(counters["frames"]["ok"]),
         "graph_breaks": int(sum(breaks.values())),
-        "break_reasons": sorted(breaks)[:5],
+        "break_reasons": sorted({str(r).strip().splitlines()[0] for r in breaks})[:5],
     }
 
 
