@@ -15,7 +15,7 @@ def _ours(row: dict[str, Any]) -> str:
         return f"error {mine['error'][:40]}"
     found = [f"{k}:{_SHORT[s]}" for k, s in mine["findings"]]
     text = ", ".join(found) if found else "healthy"
-    return text if mine.get("verdict") is None else f"[{mine['verdict']}] {text}"
+    return f"[unknown] {text}" if mine.get("verdict") == "unknown" else text
 
 
 def _case_line(row: dict[str, Any]) -> str:
@@ -65,3 +65,66 @@ def table(rows: list[dict[str, Any]], tot: dict[str, Any]) -> str:
 
 def _side(title: str, tot: dict[str, Any], key: str, of: int) -> str:
     return f"{title:34s} {tot['ours'][key]:>7d} / {of:<4d} {tot['baseline'][key]:>11d} / {of:<4d}"
+
+
+# ------------------------------------------------------------------ the table for docs/
+BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The totals of a results JSON as a Markdown table (ours beside the baseline)."""
+    tot = results["totals"]
+    ours, base = tot["ours"], tot["baseline"]
+    h, p = tot["healthy"], tot["pathological"]
+    lines = [
+        f"Generated from `benchmarks/zoo/results.json` ({results.get('generated', '?')}) by "
+        "`python -m benchmarks.zoo.report --doc docs/diagnosis.md`.",
+        "",
+        "| | gradientflow | SageMaker Debugger defaults |",
+        "|---|---:|---:|",
+        f"| false alarms on healthy runs | {ours['false_alarms']} / {h} | "
+        f"{base['false_alarms']} / {h} |",
+        f"| pathological runs caught (primary kind) | {ours['hits']} / {p} | "
+        f"{base['hits']} / {p} |",
+    ]
+    for kind in KINDS:
+        cell = ours["per_kind"].get(kind)
+        if cell:
+            b = base["per_kind"][kind]
+            lines.append(
+                f"| &nbsp;&nbsp;{kind} | {cell['hits']} / {cell['runs']} | "
+                f"{b['hits']} / {b['runs']} |"
+            )
+    lines.append(f"| rule crashes | {ours['errors']} / {tot['scored']} | {base['errors']} |")
+    return "\n".join(lines)
+
+
+def update_doc(text: str, results: dict[str, Any]) -> str:
+    """``text`` with the part between the zoo-table markers replaced by :func:`markdown`."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"the document has no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{markdown(results)}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the Markdown table of ``results.json``, or write it into ``--doc``."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.zoo.report")
+    parser.add_argument("--results", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--doc", type=Path, help="a Markdown file with the zoo-table markers")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    if args.doc is None:
+        print(markdown(results))
+    else:
+        args.doc.write_text(update_doc(args.doc.read_text(), results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

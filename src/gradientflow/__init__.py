@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import gradientflow.probes  # noqa: F401  declares the built-in Trace columns
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace

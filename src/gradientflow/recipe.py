@@ -1,18 +1,12 @@
-"""Recipes: a training set-up, checked, and the loop that trains one under a watch.
+"""Training a recipe under a watch: the loop the CLI, the trial and the lab share.
 
-A recipe is what ``gradientflow diagnose FILE.py:FUNC`` calls ``FUNC()`` for: a dict (or a
-:class:`Recipe`) with the keys
-
-    {"model": nn.Module,                          # with trainable parameters
-     "batches": iterable of (inputs, targets),
-     "loss_fn": callable(outputs, targets) -> scalar tensor,
-     "optimizer": torch.optim.Optimizer,          # optional: Adam(lr=1e-3) if missing
-     "evaluate": callable(model) -> float}        # optional: e.g. test accuracy
-
-``inputs`` may be a tensor (``model(x)``), a tuple/list (``model(*x)``) or a dict
-(``model(**x)``). :func:`check_recipe` turns it into a :class:`Recipe` (a missing optimizer
-filled in and noted, an unknown key refused with the list of known ones); the CLI, the trial
-and the lab all train recipes with :func:`run_recipe`.
+A recipe (:class:`Recipe`, see :mod:`gradientflow.recipe_spec` for its keys) is checked by
+:func:`check_recipe` and trained by :func:`run_recipe` for ``steps`` optimizer steps or
+``epochs`` passes over its batches, whichever ends first. Batches are read again from the start
+(``iter()`` once more: a list, a DataLoader, any re-iterable) until then; a one-shot iterator (a
+generator) cannot start again, and running out of one is noted. The scheduler is stepped after
+each optimizer step, the model and batches are moved to the recipe's device, and a
+``train_step(model, batch)`` replaces ``loss_fn(model(inputs), targets)``.
 
 >>> from gradientflow.demo import demo_recipe
 >>> recipe = check_recipe(demo_recipe(epochs=1), "demo")
@@ -23,11 +17,9 @@ and the lab all train recipes with :func:`run_recipe`.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,159 +27,29 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.recipe_parts import Batches, LearningRateProbe, to_device
+from gradientflow.recipe_spec import DEFAULT_LR, KNOWN_KEYS, Recipe, check_recipe, load_recipe
 from gradientflow.schedule import Schedule
 
 if TYPE_CHECKING:
     from gradientflow.monitor import Monitor
 
-#: Default optimizer when a recipe has none (the CLI says so).
-DEFAULT_LR = 1e-3
+__all__ = [
+    "DEFAULT_LR",
+    "KNOWN_KEYS",
+    "STOP_AFTER_NONFINITE",
+    "Batches",
+    "LearningRateProbe",
+    "Recipe",
+    "check_recipe",
+    "evaluate_recipe",
+    "load_recipe",
+    "run_recipe",
+    "to_device",
+]
+
 #: Stop training after this many consecutive steps with a NaN/Inf loss: nothing more to learn.
 STOP_AFTER_NONFINITE = 10
-KNOWN_KEYS = ("model", "batches", "loss_fn", "optimizer", "evaluate")
-
-
-@dataclass
-class Recipe:
-    """A training set-up: what :func:`run_recipe` trains.
-
-    ``optimizer`` None means "Adam(lr=1e-3)" (:func:`check_recipe` fills it in and notes it);
-    ``notes`` collects what the checks and the loop had to say; ``source`` names the recipe in
-    every error (``"train.py:recipe"``, ``"demo"``).
-    """
-
-    model: nn.Module
-    batches: Iterable[Any]
-    loss_fn: Callable[..., torch.Tensor]
-    optimizer: torch.optim.Optimizer | None = None
-    evaluate: Callable[[nn.Module], float] | None = None
-    notes: list[str] = field(default_factory=list)
-    source: str = "recipe"
-
-    def __post_init__(self) -> None:
-        _check_fields(self)
-
-    @property
-    def opt(self) -> torch.optim.Optimizer:
-        """The optimizer (a GradientFlowError if the recipe has none: call check_recipe)."""
-        if self.optimizer is None:
-            raise GradientFlowError(f"{self.source}: the recipe has no optimizer")
-        return self.optimizer
-
-
-def load_recipe(spec: str) -> Recipe:
-    """Import ``FILE.py`` and call ``FUNC()`` for ``spec = "FILE.py:FUNC"``; checked.
-
-    Every problem (file not found, no such function, a missing key, a wrong type) is a
-    :class:`GradientFlowError` whose message names it.
-    """
-    path_text, sep, func_name = spec.rpartition(":")
-    if not sep or not path_text or not func_name:
-        raise GradientFlowError(
-            f"recipe {spec!r}: expected FILE.py:FUNCTION, e.g. my_training.py:recipe"
-        )
-    path = Path(path_text)
-    if not path.is_file():
-        raise GradientFlowError(f"recipe {spec!r}: file not found: {path}")
-    module_spec = importlib.util.spec_from_file_location(f"_gradientflow_recipe_{path.stem}", path)
-    if module_spec is None or module_spec.loader is None:
-        raise GradientFlowError(f"recipe {spec!r}: {path} cannot be imported as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise GradientFlowError(
-            f"recipe {spec!r}: importing {path} raised {type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    func = getattr(module, func_name, None)
-    if func is None:
-        raise GradientFlowError(f"recipe {spec!r}: {path} has no function {func_name!r}")
-    if not callable(func):
-        raise GradientFlowError(f"recipe {spec!r}: {func_name!r} is not a function")
-    try:
-        obj = func()
-    except Exception as exc:
-        raise GradientFlowError(
-            f"recipe {spec!r}: {func_name}() raised {type(exc).__name__}: {exc}"
-        ) from exc
-    return check_recipe(obj, spec)
-
-
-def _check_fields(recipe: Recipe) -> None:
-    """Type checks of a recipe's fields, each a GradientFlowError naming the recipe."""
-    source, model = recipe.source, recipe.model
-    if not isinstance(model, nn.Module):
-        raise GradientFlowError(
-            f"{source}: 'model' must be a torch.nn.Module, got {type(model).__name__}"
-        )
-    if not any(p.requires_grad for p in model.parameters()):
-        raise GradientFlowError(
-            f"{source}: the model ({type(model).__name__}) has no trainable parameters: "
-            "nothing to train or to watch"
-        )
-    batches = recipe.batches
-    if isinstance(batches, str | bytes | Mapping) or not isinstance(batches, Iterable):
-        raise GradientFlowError(
-            f"{source}: 'batches' must be an iterable of (inputs, targets), "
-            f"got {type(batches).__name__}"
-        )
-    if not callable(recipe.loss_fn):
-        raise GradientFlowError(f"{source}: 'loss_fn' must be callable(outputs, targets)")
-    opt = recipe.optimizer
-    if opt is not None and not isinstance(opt, torch.optim.Optimizer):
-        raise GradientFlowError(
-            f"{source}: 'optimizer' must be a torch.optim.Optimizer, got {type(opt).__name__}"
-        )
-    if recipe.evaluate is not None and not callable(recipe.evaluate):
-        raise GradientFlowError(f"{source}: 'evaluate' must be callable(model) -> float")
-
-
-def check_recipe(obj: Recipe | Mapping[str, Any], source: str = "recipe") -> Recipe:
-    """A checked :class:`Recipe` from a dict (or a Recipe), with its optimizer filled in.
-
-    Every problem is a GradientFlowError naming ``source``: a missing or unknown key (the known
-    ones listed), a wrong type, a model without trainable parameters.
-
-    >>> from torch import nn
-    >>> check_recipe({"model": nn.Linear(2, 1), "batches": [], "loss_fn": None}, "mine.py:r")
-    Traceback (most recent call last):
-    ...
-    gradientflow.errors.GradientFlowError: mine.py:r: 'loss_fn' must be callable(outputs, targets)
-    """
-    recipe = obj if isinstance(obj, Recipe) else _from_mapping(obj, source)
-    if recipe.optimizer is None:
-        recipe.optimizer = torch.optim.Adam(recipe.model.parameters(), lr=DEFAULT_LR)
-        recipe.notes.append(f"the recipe has no optimizer: using Adam(lr={DEFAULT_LR:g})")
-    return recipe
-
-
-def _from_mapping(obj: Any, source: str) -> Recipe:
-    if not isinstance(obj, Mapping):
-        raise GradientFlowError(
-            f"{source}: must return a dict with keys model, batches, loss_fn (and optionally "
-            f"optimizer, evaluate), got {type(obj).__name__}"
-        )
-    for key in ("model", "batches", "loss_fn"):
-        if key not in obj:
-            raise GradientFlowError(f"{source}: the recipe has no {key!r} key")
-    unknown = sorted(str(k) for k in set(obj) - set(KNOWN_KEYS) - {"notes"})
-    if unknown:
-        raise GradientFlowError(
-            f"{source}: unknown recipe key(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(KNOWN_KEYS)}"
-        )
-    return Recipe(
-        model=obj["model"],
-        batches=obj["batches"],
-        loss_fn=obj["loss_fn"],
-        optimizer=obj.get("optimizer"),
-        evaluate=obj.get("evaluate"),
-        notes=list(obj.get("notes", [])),
-        source=source,
-    )
 
 
 def _forward(model: nn.Module, inputs: Any) -> Any:
@@ -201,34 +63,43 @@ def _forward(model: nn.Module, inputs: Any) -> Any:
 def _train_step(recipe: Recipe, batch: Any, step: int) -> torch.Tensor:
     """One forward/backward; the optimizer step is taken by the caller."""
     source = recipe.source
-    if not isinstance(batch, tuple | list) or len(batch) != 2:
-        raise GradientFlowError(
-            f"{source}: batch {step}: each batch must be a pair (inputs, targets), got "
-            f"{type(batch).__name__}"
-            + (f" of length {len(batch)}" if hasattr(batch, "__len__") else "")
-        )
-    inputs, targets = batch
-    try:
-        loss = recipe.loss_fn(_forward(recipe.model, inputs), targets)
-    except Exception as exc:
-        raise GradientFlowError(
-            f"{source}: step {step}: the recipe's model or loss_fn raised "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    _check_loss(loss, source, step)
+    if recipe.train_step is not None:
+        loss = _call(recipe.train_step, source, step, "train_step", recipe.model, batch)
+    else:
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise GradientFlowError(
+                f"{source}: batch {step}: each batch must be a pair (inputs, targets), got "
+                f"{type(batch).__name__}"
+                + (f" of length {len(batch)}" if hasattr(batch, "__len__") else "")
+                + " (or give the recipe a 'train_step(model, batch) -> loss')"
+            )
+        inputs, targets = batch
+        assert recipe.loss_fn is not None  # checked with the recipe
+        outputs = _call(_forward, source, step, "model or loss_fn", recipe.model, inputs)
+        loss = _call(recipe.loss_fn, source, step, "model or loss_fn", outputs, targets)
+    _check_loss(loss, source, step, "train_step" if recipe.train_step is not None else "loss_fn")
     loss.backward()
     return loss
 
 
-def _check_loss(loss: Any, source: str, step: int) -> None:
+def _call(func: Callable[..., Any], source: str, step: int, what: str, *args: Any) -> Any:
+    try:
+        return func(*args)
+    except Exception as exc:
+        raise GradientFlowError(
+            f"{source}: step {step}: the recipe's {what} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_loss(loss: Any, source: str, step: int, what: str = "loss_fn") -> None:
     """A loss must be a scalar tensor that back-propagates to the parameters."""
     if not isinstance(loss, torch.Tensor):
         raise GradientFlowError(
-            f"{source}: step {step}: loss_fn must return a scalar tensor, got {type(loss).__name__}"
+            f"{source}: step {step}: {what} must return a scalar tensor, got {type(loss).__name__}"
         )
     if loss.numel() != 1:
         raise GradientFlowError(
-            f"{source}: step {step}: loss_fn must return a scalar tensor, got a tensor of shape "
+            f"{source}: step {step}: {what} must return a scalar tensor, got a tensor of shape "
             f"{tuple(loss.shape)} (reduce it, e.g. .mean(), or use reduction='mean')"
         )
     if not loss.requires_grad:
@@ -240,47 +111,43 @@ def _check_loss(loss: Any, source: str, step: int) -> None:
 
 def run_recipe(
     recipe: Recipe,
-    steps: int,
+    steps: int | None = None,
     log_dir: str | Path | None = None,
     progress: bool = True,
     schedule: Schedule | None = None,
     on_step: Callable[[int, float], None] | None = None,
     probes: Sequence[Any] | None = None,
+    *,
+    epochs: int | None = None,
 ) -> Monitor:
-    """Train ``recipe`` for at most ``steps`` optimizer steps under a watch; return the Monitor.
+    """Train ``recipe`` under a watch for ``steps`` optimizer steps or ``epochs`` passes over
+    its batches (whichever ends first; at least one of them); return the Monitor.
 
-    Stops early when the batches run out or when the loss has been NaN/Inf for
+    The batches are read again from the start until then (see :class:`Batches`). Stops early
+    when a one-shot iterator runs out or when the loss has been NaN/Inf for
     ``STOP_AFTER_NONFINITE`` steps in a row (both noted in ``recipe.notes``). A progress bar
     goes to stderr when ``progress`` is true. ``probes`` are extra monitor probes (the monitor
-    adds a gradient-through-time probe for every recurrent module by itself).
+    adds a gradient-through-time probe for every recurrent module by itself); the learning rate
+    of the steps is kept in the trace's ``meta["lr"]`` (:class:`LearningRateProbe`).
     """
-    from tqdm import tqdm
-
     from gradientflow.monitor import watch
 
     if not isinstance(recipe, Recipe):
         raise GradientFlowError(
             f"run_recipe: expected a Recipe (see check_recipe), got {type(recipe).__name__}"
         )
-    if steps < 1:
-        raise GradientFlowError(f"run_recipe: steps must be >= 1, got {steps}")
-    model, opt = recipe.model, recipe.opt
-    model.train()
-    mon = watch(model, opt, log_dir=log_dir, schedule=schedule, probes=list(probes or ()))
-    notes = recipe.notes
-    n_before = len(notes)
-    bar = tqdm(
-        total=steps,
-        disable=not progress,
-        file=sys.stderr,
-        unit="step",
-        desc="training",
-        leave=False,
-    )
+    _check_length(steps, epochs)
+    _place(recipe)
+    recipe.model.train()
+    stream = Batches(recipe.batches, epochs, _device(recipe))
+    probes = [*(probes or ()), LearningRateProbe(recipe.opt)]
+    mon = watch(recipe.model, recipe.opt, log_dir=log_dir, schedule=schedule, probes=probes)
+    n_before = len(recipe.notes)
+    bar = _progress(progress, steps, epochs, recipe.batches)
     mon.attach()
     done = 0
     try:
-        done = _loop(recipe, mon, steps, bar, on_step)
+        done = _loop(recipe, mon, stream, steps, bar, on_step)
     finally:
         bar.close()
         _detach(mon, done)
@@ -288,30 +155,105 @@ def run_recipe(
         raise GradientFlowError(
             f"{recipe.source}: the recipe's batches are empty: nothing to train on"
         )
-    if done < steps and not any(n.startswith("stopped at step") for n in notes[n_before:]):
-        notes.append(f"the batches ran out after {done} steps (asked for {steps})")
+    if not any(n.startswith("stopped at step") for n in recipe.notes[n_before:]):
+        _note_length(recipe, stream, done, steps, epochs)
     return mon
+
+
+def _check_length(steps: int | None, epochs: int | None) -> None:
+    if steps is None and epochs is None:
+        raise GradientFlowError("run_recipe: give steps, epochs or both")
+    for name, value in (("steps", steps), ("epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise GradientFlowError(f"run_recipe: {name} must be an integer >= 1, got {value!r}")
+
+
+def _device(recipe: Recipe) -> torch.device | None:
+    return None if recipe.device is None else torch.device(recipe.device)
+
+
+def _place(recipe: Recipe) -> None:
+    """Move the model to the recipe's device (its parameters stay the optimizer's)."""
+    device = _device(recipe)
+    if device is None:
+        return
+    try:
+        recipe.model.to(device)
+    except (RuntimeError, AssertionError) as exc:  # no such device; torch without CUDA
+        raise GradientFlowError(
+            f"{recipe.source}: cannot move the model to device {str(device)!r}: {exc}"
+        ) from None
+
+
+def _progress(progress: bool, steps: int | None, epochs: int | None, batches: Any) -> Any:
+    from tqdm import tqdm
+
+    total = steps
+    try:
+        per_epoch = None if epochs is None else epochs * len(batches)
+    except TypeError:  # no len(): a generator, a DataLoader over an IterableDataset
+        per_epoch = None
+    if per_epoch is not None:
+        total = per_epoch if steps is None else min(steps, per_epoch)
+    return tqdm(
+        total=total,
+        disable=not progress,
+        file=sys.stderr,
+        unit="step",
+        desc="training",
+        leave=False,
+    )
+
+
+def _note_length(
+    recipe: Recipe, stream: Batches, done: int, steps: int | None, epochs: int | None
+) -> None:
+    """Say why training took fewer steps or epochs than asked (nothing when it did not)."""
+    asked = f"{steps} steps" if steps is not None else f"{epochs} epochs"
+    if stream.ran_out == "one-shot":
+        recipe.notes.append(
+            f"the batches ran out after {done} steps (asked for {asked}): they are a one-shot "
+            f"iterator ({type(recipe.batches).__name__}), which cannot be read again; return a "
+            "list, a DataLoader or another re-iterable to train longer"
+        )
+    elif stream.ran_out == "empty":
+        recipe.notes.append(
+            f"the batches ran out after {done} steps (asked for {asked}): pass "
+            f"{stream.epoch + 1} over them gave no batch"
+        )
+    elif epochs is not None and steps is not None and done == steps and stream.epoch < epochs:
+        recipe.notes.append(
+            f"stopped at the step limit ({steps} steps) in epoch {stream.epoch + 1} of {epochs}"
+        )
 
 
 def _loop(
     recipe: Recipe,
     mon: Monitor,
-    steps: int,
+    stream: Batches,
+    steps: int | None,
     bar: Any,
     on_step: Callable[[int, float], None] | None,
 ) -> int:
     """The training loop; returns the number of optimizer steps taken."""
-    opt = recipe.opt
+    opt, scheduler = recipe.opt, recipe.scheduler
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     bad_run = done = 0
-    for batch in recipe.batches:
-        if done >= steps:
+    batches = iter(stream)
+    while steps is None or done < steps:
+        batch = next(batches, _END)
+        if batch is _END:
             break
         opt.zero_grad(set_to_none=True)
         loss = _train_step(recipe, batch, done)
         mon.log(loss=loss)
         opt.step()
-        done += 1
         value = float(loss.detach())
+        if plateau:
+            scheduler.step(value)  # ReduceLROnPlateau watches the loss
+        elif scheduler is not None:
+            scheduler.step()
+        done += 1
         bar.update(1)
         if done % 10 == 1:
             bar.set_postfix(loss=f"{value:.4g}")
@@ -325,6 +267,9 @@ def _loop(
             )
             break
     return done
+
+
+_END = object()
 
 
 def _detach(mon: Monitor, done: int) -> None:

@@ -20,7 +20,7 @@ run unless asked. Loading (:mod:`gradientflow.store_load`) is bounded and valida
 >>> t = Trace.build(["fc 1", "fc/2"], steps=[0, 1], grad_norm=[[1.0, 2.0], [3.0, 4.0]],
 ...                 extras={"a__b/c d": np.arange(3.0)})
 >>> run = save_trace(t, tempfile.mkdtemp())
->>> u = load_trace(run)
+>>> u = Trace.load(run)
 >>> u.layer_names, list(u.extras), float(u.metrics["grad_norm"][1, 1])
 (['fc 1', 'fc/2'], ['a__b/c d'], 4.0)
 """
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.schema import LAYER_METRICS, STEP_SCALARS, LayerInfo
 from gradientflow.store_fs import (
     RunLock,
     atomic_write,
@@ -44,7 +45,7 @@ from gradientflow.store_fs import (
     remove_own,
     shown,
 )
-from gradientflow.store_load import DEFAULT_MAX_BYTES, EXTRA_KINDS, read_run
+from gradientflow.store_load import DEFAULT_MAX_BYTES, EXTRA_KINDS, RunData, read_run
 from gradientflow.store_meta import (
     CHUNK_RE,
     EXTRA_RE,
@@ -54,13 +55,12 @@ from gradientflow.store_meta import (
     manifest_bytes,
     meta_bytes,
 )
-from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, LayerInfo
 
 if TYPE_CHECKING:
     from gradientflow.trace import Trace
 
 MODES = ("new", "overwrite", "resume")
-__all__ = ["FORMAT", "FORMAT_VERSION", "MODES", "TraceWriter", "load_trace", "save_trace"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "MODES", "RunData", "TraceWriter", "load_run", "save_trace"]
 
 
 def write_file(run_dir: str | os.PathLike[str], name: str, data: bytes | str) -> Path:
@@ -177,8 +177,8 @@ class TraceWriter:
             self._resume()
 
     def _resume(self) -> None:
-        trace, index = read_run(self.path)
-        self._layers = list(trace.layers)
+        data, index = read_run(self.path)
+        self._layers = list(data.layers)
         self._chunks = list(index.chunks) + list(index.missing)
         self._chunks.sort(key=lambda c: c.index)
         self._extras = dict(index.extras)
@@ -335,8 +335,9 @@ def save_trace(trace: Trace, path: str | os.PathLike[str], *, overwrite: bool = 
     return writer.path
 
 
-def load_trace(
+def load_run(
     path: str | os.PathLike[str], *, damaged: str = "error", max_bytes: int = DEFAULT_MAX_BYTES
-) -> Trace:
-    """Read the run dir ``path`` (see :meth:`Trace.load`)."""
+) -> RunData:
+    """Read the run dir ``path``: its layers, chunks, extras and metadata (see
+    :meth:`Trace.load`, which builds the Trace from them)."""
     return read_run(Path(path), damaged=damaged, max_bytes=max_bytes)[0]

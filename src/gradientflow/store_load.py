@@ -21,11 +21,12 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
+from gradientflow.schema import LAYER_METRICS, STEP_SCALARS, LayerInfo
 from gradientflow.store_fs import Damage, open_regular, shown
 from gradientflow.store_meta import (
     CHUNK_RE,
@@ -38,7 +39,6 @@ from gradientflow.store_meta import (
     parse_meta,
     read_json,
 )
-from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, Trace
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 EXTRA_KINDS = "biufcUS"  # extras hold numbers or fixed-width strings (never objects)
@@ -271,10 +271,20 @@ def _agree(
         raise Damage(f"{where}: its steps start at {found.first}, not after step {prev.last}")
 
 
+class RunData(NamedTuple):
+    """What a run dir holds, ready for ``Trace.concat(layers, chunks, extras=, meta=)``."""
+
+    layers: list[LayerInfo]
+    chunks: list[dict[str, np.ndarray]]
+    extras: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
 def read_run(
     root: Path, *, damaged: str = "error", max_bytes: int = DEFAULT_MAX_BYTES
-) -> tuple[Trace, RunIndex]:
-    """Load the run in ``root``; see the module docstring."""
+) -> tuple[RunData, RunIndex]:
+    """Load the run in ``root``; see the module docstring. The caller builds the Trace
+    (``Trace.concat(*data)``), so this module needs no Trace class."""
     loader = _Loader(root, damaged, max_bytes)
     if not root.exists():
         raise GradientFlowError(
@@ -299,7 +309,7 @@ def read_run(
     if index.lost:
         meta = {**meta, "lost_on_load": lost_report(index)}
         warnings.warn(GradientFlowWarning(lost_text(root, index)), stacklevel=3)
-    return Trace.concat(layers, chunks, extras=extras, meta=meta), index
+    return RunData(layers, chunks, extras, meta), index
 
 
 def _listing(

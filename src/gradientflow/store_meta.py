@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gradientflow.jsonsafe import json_safe
+from gradientflow.schema import LAYER_METRICS, STEP_SCALARS, LayerInfo
 from gradientflow.store_fs import Damage, open_regular, shown
-from gradientflow.trace import LAYER_METRICS, STEP_SCALARS, LayerInfo
 
 FORMAT = "gradientflow-trace"
 FORMAT_VERSION = 2
@@ -38,6 +38,7 @@ _LAYER_TYPES: dict[str, tuple[type, ...]] = {
     "n_params": (int,),
     "trainable": (bool,),
     "input_activation": (str, type(None)),
+    "tied_to": (str, type(None)),
 }
 
 

@@ -37,50 +37,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow.errors import GradientFlowError
-
-#: Per-layer metrics, each an array of shape (recorded steps, layers).
-LAYER_METRICS: dict[str, str] = {
-    "grad_norm": "L2 norm of the layer's parameter gradients (weight and bias together)",
-    "weight_norm": "L2 norm of the layer's parameters",
-    "update_norm": "L2 norm of the change the optimizer step made to the parameters, ||dw||",
-    "rel_update": "relative update ||dw|| / ||w|| (the article's sign 1)",
-    "zero_frac": "fraction of parameters with |w| below the near-zero threshold (sign 2)",
-    "nonfinite": "number of NaN/Inf entries in the layer's gradients",
-    "out_grad_norm": "L2 norm of dL/ds, the gradient back-propagated to the layer's output",
-    "out_rms": "root mean square of the layer's output",
-    "in_dead_frac": "fraction of input units that are zero for every sample (dead ReLUs)",
-    "in_sat_frac": "fraction of input activations within eps of a sigmoid/tanh limit",
-}
-
-#: Per-step scalars, each an array of shape (recorded steps,).
-STEP_SCALARS: dict[str, str] = {
-    "loss": "training loss logged for the step (NaN if none was logged)",
-    "global_grad_norm": "L2 norm of all gradients together",
-    "skipped": "1.0 if the optimizer step was skipped (GradScaler found inf/NaN)",
-    "full": "1.0 if all statistics were measured at this step",
-}
-
-
-@dataclass
-class LayerInfo:
-    """One layer: a module that owns parameters directly.
-
-    ``input_activation`` is the activation that produced the layer's input (``"relu"``,
-    ``"sigmoid"``, ``"tanh"``, ...), as seen from the autograd graph, or None.
-    ``trainable`` is False when none of its parameters requires grad (or none is in the
-    optimizer): rules never blame such a layer.
-    """
-
-    name: str
-    kind: str = "Linear"
-    n_params: int = 0
-    trainable: bool = True
-    input_activation: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LayerInfo:
-        known = {k: d[k] for k in ("name", "kind", "n_params", "trainable", "input_activation")}
-        return cls(**known)
+from gradientflow.schema import (  # noqa: F401  (re-exported: the schema's old home)
+    _SCALAR_DEFAULTS,
+    LAYER_METRICS,
+    STEP_SCALARS,
+    LayerInfo,
+    declare_columns,
+)
 
 
 @dataclass
@@ -108,7 +71,7 @@ class Trace:
             self.metrics[name] = arr
         for name in STEP_SCALARS:
             arr = self.scalars.get(name)
-            default = 0.0 if name in ("skipped",) else np.nan
+            default = _SCALAR_DEFAULTS.get(name, np.nan)
             arr = np.full(r, default) if arr is None else np.asarray(arr, dtype=np.float64)
             if arr.shape != (r,):
                 raise GradientFlowError(
@@ -202,7 +165,7 @@ class Trace:
                 metrics[name] = np.full((r, n), np.nan)
         for name, arr in scalars.items():
             if arr.shape[0] != r:
-                scalars[name] = np.full(r, 0.0 if name == "skipped" else np.nan)
+                scalars[name] = np.full(r, _SCALAR_DEFAULTS.get(name, np.nan))
         return cls(
             layers=[LayerInfo(**asdict(x)) for x in layers],
             steps=steps,
@@ -302,9 +265,10 @@ class Trace:
         missing chunk is reported, as a warning and in ``meta["lost_on_load"]``. At most
         ``max_bytes`` of arrays are read.
         """
-        from gradientflow.store import load_trace
+        from gradientflow.store import load_run
 
-        return load_trace(path, damaged=damaged, max_bytes=max_bytes)
+        data = load_run(path, damaged=damaged, max_bytes=max_bytes)
+        return cls.concat(data.layers, data.chunks, extras=data.extras, meta=data.meta)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One dict per layer with its latest statistics (for tables)."""
@@ -317,12 +281,25 @@ class Trace:
             row: dict[str, Any] = {
                 "depth": j,
                 "name": info.name,
-                "kind": info.kind,
+                "kind": info.kind
+                if info.tied_to is None
+                else f"{info.kind}, tied to {info.tied_to}",
                 "trainable": info.trainable,
             }
             row.update({m: float(v[j]) for m, v in last.items()})
             rows.append(row)
         return rows
+
+    def __str__(self) -> str:
+        """What was recorded and the per-layer table, as ``gradientflow show`` prints it."""
+        from gradientflow.report.terminal import trace_text
+
+        return trace_text(self)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import trace_html
+
+        return trace_html(self)
 
 
 if TYPE_CHECKING:

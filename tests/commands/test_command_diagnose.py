@@ -23,6 +23,11 @@ def recipe():
     return {"model": model, "batches": batches, "loss_fn": nn.MSELoss(),
             "evaluate": lambda m: float(nn.functional.mse_loss(m(x), y).detach())}
 
+def one_shot():
+    spec = recipe()
+    spec["batches"] = (b for b in spec["batches"][:8])
+    return spec
+
 def not_a_dict():
     return [1, 2]
 
@@ -63,7 +68,7 @@ def test_demo_text_out_dir_fail_on_and_show(
 
     assert main(["show", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"healthy", "worst", "findings", "meta", "layers"}
+    assert set(doc) == {"healthy", "verdict", "reason", "worst", "findings", "meta", "layers"}
     assert doc["healthy"] is False and doc["worst"] == "critical"
     [van] = [f for f in doc["findings"] if f["kind"] == "vanishing"]
     assert set(van) == {"kind", "severity", "layers", "evidence", "message", "remedies"}
@@ -92,13 +97,22 @@ def test_user_recipe_json_and_default_optimizer(
     assert len(doc["layers"]) == 3
 
 
-def test_batches_running_out_is_noted(
+def test_batches_are_cycled_epochs_counted_and_a_generator_running_out_noted(
     recipe_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["diagnose", f"{recipe_file}:recipe", "--steps", "500", "--no-color"]) == 0
+    assert main(["diagnose", f"{recipe_file}:recipe", "--steps", "70", "--no-color"]) == 0
     captured = capsys.readouterr()
-    assert "the batches ran out after 32 steps (asked for 500)" in captured.err
-    assert "for 32 steps" in captured.out
+    assert "for 70 steps" in captured.out and "ran out" not in captured.err  # 32 batches, cycled
+    assert main(["diagnose", f"{recipe_file}:recipe", "--epochs", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["meta"]["steps"] == 64
+    assert main(["diagnose", f"{recipe_file}:one_shot", "--steps", "50", "--no-color"]) == 0
+    captured = capsys.readouterr()
+    assert "the batches ran out after 8 steps (asked for 50 steps): they are a one-shot" in (
+        captured.err
+    )
+    assert "for 8 steps" in captured.out
+    assert main(["diagnose", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -90,9 +90,9 @@ def relu_dead(functional: bool = False, depth: int = 6) -> dict[str, Any]:
     )
 
 
-def relu_he_bn(depth: int = 10, width: int = 64) -> dict[str, Any]:
+def relu_he_bn(depth: int = 10, width: int = 64, seed: int = 0) -> dict[str, Any]:
     """10-layer ReLU MLP, He init, BatchNorm after every hidden Linear, digits."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     layers: list[nn.Module] = []
     n_in = 64
     for _ in range(depth - 1):
@@ -102,9 +102,8 @@ def relu_he_bn(depth: int = 10, width: int = 64) -> dict[str, Any]:
         n_in = width
     layers.append(nn.Linear(width, 10))
     model = nn.Sequential(*layers)
-    return _recipe(
-        model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), datasets.digits()
-    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return _recipe(model, opt, datasets.digits(), seed=seed)
 
 
 class Block(nn.Module):
@@ -136,12 +135,11 @@ class ResCNN(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-def residual_cnn() -> dict[str, Any]:
-    torch.manual_seed(0)
+def residual_cnn(seed: int = 0) -> dict[str, Any]:
+    torch.manual_seed(seed)
     model = ResCNN()
-    return _recipe(
-        model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), datasets.digits()
-    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return _recipe(model, opt, datasets.digits(), seed=seed)
 
 
 class SeqTransformer(nn.Module):
@@ -162,10 +160,11 @@ class SeqTransformer(nn.Module):
         return self.head(self.encoder(h).mean(dim=1))
 
 
-def transformer() -> dict[str, Any]:
-    torch.manual_seed(0)
+def transformer(seed: int = 0) -> dict[str, Any]:
+    torch.manual_seed(seed)
     model = SeqTransformer()
-    return _recipe(model, torch.optim.Adam(model.parameters(), lr=1e-3), datasets.mnist1d())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return _recipe(model, opt, datasets.mnist1d(), seed=seed)
 
 
 def sigmoid_frozen_lower() -> dict[str, Any]:

@@ -56,7 +56,10 @@ def test_rule_selection() -> None:
 
 def test_empty_trace() -> None:
     d = diagnose(Trace.build(["fc0", "fc1"], steps=[]))
-    assert d.healthy and d.meta["first_step"] is None
+    # an empty trace says nothing: unknown, not healthy (issue 14)
+    assert d.verdict == "unknown" and not d.healthy and d.meta["first_step"] is None
+    assert d.reason is not None and "empty" in d.reason
+    assert d.to_dict()["verdict"] == "unknown"
 
 
 def test_render_text() -> None:

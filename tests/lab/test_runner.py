@@ -11,27 +11,31 @@ import pytest
 from gradientflow.cli import main
 from gradientflow.errors import GradientFlowError
 from gradientflow.lab import experiments, runner
-from gradientflow.lab.record import ExperimentResult, jsonable
-from gradientflow.lab.reporting import render_html, summary_table
+from gradientflow.lab.record import ExperimentResult, control, jsonable, verdict
+from gradientflow.lab.reporting import render_html, spread, summary_table
 
 
-def _fake(passed: bool, out_dir: Path | None) -> ExperimentResult:
+def _fake(passed: bool, out_dir: Path | None, seed: int = 0) -> ExperimentResult:
     import matplotlib
 
     matplotlib.use("Agg")
     from gradientflow.lab.figures import save_figure
 
     figures = save_figure(out_dir, "fake", lambda ax: ax.plot([0, 1], [1, 0]))
+    checks = [{"check": "x < 1", "passed": passed}]
+    negative = control("x = 2", [{"check": "x < 1", "passed": False}])
     return ExperimentResult(
         name="fake",
         claim="a <claim>",
         source="nowhere",
         setup={"n": 1},
-        measured={"x": np.float64(0.5), "curve": np.arange(3)},
+        measured={"x": np.float64(0.5 + seed), "curve": np.arange(3)},
         criterion="x < 1",
-        passed=passed,
-        checks=[{"check": "x < 1", "passed": passed}],
+        passed=verdict(checks, negative),
+        checks=checks,
+        negative_control=negative,
         figures=figures,
+        seed=seed,
     )
 
 
@@ -48,7 +52,7 @@ def test_registry_lists_every_experiment() -> None:
 def test_jsonable_handles_numpy_and_nan() -> None:
     assert jsonable({"a": np.arange(2), "b": float("inf"), "c": (np.int64(3),)}) == {
         "a": [0, 1],
-        "b": None,
+        "b": "inf",
         "c": [3],
     }
 
@@ -57,8 +61,10 @@ def test_outputs_written_and_failure_exit(tmp_path: Path, monkeypatch: pytest.Mo
     outcomes = {"mean-field": True, "hardware": False}
 
     def fake_load(name: str):  # type: ignore[no-untyped-def]
-        def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
-            result = _fake(outcomes[name], out_dir)
+        def run(
+            quick: bool = False, out_dir: Path | None = None, seed: int = 0
+        ) -> ExperimentResult:
+            result = _fake(outcomes[name], out_dir, seed)
             result.name = name
             return result
 
@@ -72,7 +78,7 @@ def test_outputs_written_and_failure_exit(tmp_path: Path, monkeypatch: pytest.Mo
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["meta"]["passed"] is False and data["results"][0]["measured"]["x"] == 0.5
     summary = (tmp_path / "summary.md").read_text()
-    assert "| hardware | FAIL |" in summary and "failed check: x < 1" in summary
+    assert "| hardware | FAIL (0/1 seeds) |" in summary and "failed check: x < 1" in summary
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "a &lt;claim&gt;" in html
     code = main(
@@ -83,7 +89,9 @@ def test_outputs_written_and_failure_exit(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_crashing_experiment_becomes_a_failed_record(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(name: str):  # type: ignore[no-untyped-def]
-        def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
+        def run(
+            quick: bool = False, out_dir: Path | None = None, seed: int = 0
+        ) -> ExperimentResult:
             raise RuntimeError("exploded at step 3")
 
         return run
@@ -96,7 +104,7 @@ def test_crashing_experiment_becomes_a_failed_record(monkeypatch: pytest.MonkeyP
 
 def test_reporting_renders_without_figures() -> None:
     r = _fake(True, None)
-    assert "| fake | pass | x < 1 |" in summary_table([r])
+    assert "| fake | pass (1/1 seeds) | x < 1 | fails (1/1) |" in summary_table([r])
     assert "<!DOCTYPE html>" in render_html([r], {"quick": True})
 
 
@@ -105,3 +113,35 @@ def test_cli_list_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "mean-field" in capsys.readouterr().out
     assert main(["lab", "no-such-experiment", "--no-progress"]) == 2
     assert main(["lab", "mean-field", "--jobs", "0", "--no-progress"]) == 2
+    assert main(["lab", "mean-field", "--seeds", "0", "--no-progress"]) == 2
+
+
+def test_a_criterion_its_negative_control_passes_fails_the_experiment() -> None:
+    ok = [{"check": "x < 1", "passed": True}]
+    assert verdict(ok, control("x = 2", [{"check": "x < 1", "passed": False}])) is True
+    assert verdict(ok, control("x = 0.5", ok)) is False  # the criterion cannot tell them apart
+    assert verdict([{"check": "x < 1", "passed": False}], control("c", [])) is False
+
+
+def test_seeds_run_each_experiment_and_record_the_spread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_load(name: str):  # type: ignore[no-untyped-def]
+        def run(
+            quick: bool = False, out_dir: Path | None = None, seed: int = 0
+        ) -> ExperimentResult:
+            result = _fake(seed != 1, out_dir, seed)
+            result.name = name
+            return result
+
+        return run
+
+    monkeypatch.setattr(experiments, "load", fake_load)
+    results = runner.run_lab(["mean-field"], out_dir=tmp_path, jobs=1, progress=False, seeds=3)
+    assert [(r.seed, r.passed) for r in results] == [(0, True), (1, False), (2, True)]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["seeds"] == [0, 1, 2] and data["meta"]["passed"] is False
+    x = data["spread"]["mean-field"]["x"]  # 0.5, 1.5, 2.5
+    assert (x["mean"], x["sd"], x["min"], x["max"], x["n"]) == (1.5, 1.0, 0.5, 2.5, 3)
+    assert "| mean-field | FAIL (2/3 seeds) |" in (tmp_path / "summary.md").read_text()
+    assert "curve" not in spread(results)["mean-field"]  # lists are not averaged

@@ -63,10 +63,11 @@ def test_rule_vanishing_exploding_and_healthy() -> None:
     assert set(found) == {"rnn", "gru", "enc", "dec"}  # the LSTM is healthy
 
     rnn = found["rnn"]
-    rho = math.sqrt(0.8 * 0.7)  # geometric mean of the two latest samples
+    rho = 0.7  # the horizon is judged on the latest sample (issue 14), its trend kept
     assert rnn.kind == "vanishing_through_time" and rnn.severity == "critical"
     assert rnn.evidence["decay_factor"] == pytest.approx(rho)
     assert rnn.evidence["horizon"] == math.floor(math.log(1e-3) / math.log(rho))
+    assert rnn.evidence["trend"] == [math.floor(math.log(1e-3) / math.log(r)) for r in (0.8, 0.7)]
     assert rnn.evidence["seq_len"] == 100 and rnn.evidence["step"] == 10
     assert rnn.remedies == ["to_lstm", "to_gru", "reinit:orthogonal"]
 

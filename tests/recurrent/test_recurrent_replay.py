@@ -103,14 +103,13 @@ def test_probe_matches_unrolled_autograd(kind, layers, batch_first, bidir) -> No
 
     # the probe, on the fused module during a normal training step
     [probe] = recurrent_probes(nn.ModuleDict({"rnn": module}))
-    handles = probe.attach(None)
+    probe.attach()
     y, state = module(x, (h0, c0) if c0 is not None else h0)
     h_n2, c_n2 = state if isinstance(state, tuple) else (state, None)
     assert torch.allclose(y, out)
     _loss(y, h_n2, c_n2, readout).backward()
-    probe.on_step(None, 3, True)
-    for h in handles:
-        h.remove()
+    probe.on_step(3, True)
+    probe.detach()
     ex = probe.extras()
     names = [f"rnn.l{k}" if layers > 1 else "rnn" for k in range(layers)]
     if bidir:
@@ -144,7 +143,7 @@ def test_user_cell_in_python_loop_matches_autograd() -> None:
     torch.manual_seed(2)
     model = nn.ModuleDict({"cell": SigmoidCell(N_IN, H), "head": nn.Linear(H, 1)}).double()
     [probe] = recurrent_probes(model, cells=[model["cell"]])
-    handles = probe.attach(None)
+    probe.attach()
     seen = []
     model["head"].register_forward_hook(lambda m, a, o: seen.append(1))  # user's own hook
     x = torch.randn(T, B, N_IN, dtype=torch.double)
@@ -157,9 +156,8 @@ def test_user_cell_in_python_loop_matches_autograd() -> None:
             hs.append(h)
             loss = loss + model["head"](h).pow(2).mean() * (t % 3 == 0)
         loss.backward()
-    probe.on_step(None, 0, True)
-    for hd in handles:
-        hd.remove()
+    probe.on_step(0, True)
+    probe.detach()
     ex = probe.extras()
     ref = np.array([h.grad.norm().item() for h in hs])
     np.testing.assert_allclose(ex["bptt/cell/dl_dh"][0], ref, rtol=1e-12)
@@ -173,7 +171,7 @@ def test_lstm_cell_tuple_state() -> None:
     torch.manual_seed(3)
     cell = nn.LSTMCell(N_IN, H).double()
     [probe] = recurrent_probes(nn.ModuleDict({"lstm_cell": cell}))
-    handles = probe.attach(None)
+    probe.attach()
     x = torch.randn(T, B, N_IN, dtype=torch.double)
     state, hs, cs = None, [], []
     for t in range(T):
@@ -184,9 +182,8 @@ def test_lstm_cell_tuple_state() -> None:
         cs.append(c)
         state = (h, c)
     (hs[-1].sum() + c.pow(2).sum()).backward()
-    probe.on_step(None, 0, True)
-    for hd in handles:
-        hd.remove()
+    probe.on_step(0, True)
+    probe.detach()
     ex = probe.extras()
     ref = np.array([h.grad.norm().item() for h in hs])
     np.testing.assert_allclose(ex["bptt/lstm_cell/dl_dh"][0], ref, rtol=1e-12)
@@ -208,14 +205,13 @@ def test_bad_input_is_refused_or_skipped() -> None:
         recurrent_probes(model, cells=[nn.GRUCell(2, 2)])
     # a PackedSequence is skipped with one warning, never an exception in the training loop
     [probe] = recurrent_probes(model)
-    handles = probe.attach(None)
+    probe.attach()
     packed = nn.utils.rnn.pack_padded_sequence(torch.randn(T, B, N_IN), [T] * B)
     with pytest.warns(GradientFlowWarning, match="PackedSequence"):
         out, _ = model["lstm"](packed)
     out.data.sum().backward()
-    probe.on_step(None, 0, True)
-    for h in handles:
-        h.remove()
+    probe.on_step(0, True)
+    probe.detach()
     assert probe.extras() == {}
     # no-grad forward passes (evaluation) are ignored
     with torch.no_grad():

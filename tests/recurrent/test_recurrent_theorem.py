@@ -72,14 +72,13 @@ def test_sigmoid_cell_bound_in_python_loop(lam: float) -> None:
     x = torch.randn(max(LENGTHS), B, N_IN, dtype=torch.double)
     for t in LENGTHS:
         [probe] = recurrent_probes(model, cells=[cell], gain="spectral")
-        handles = probe.attach(None)
+        probe.attach()
         h = torch.zeros(B, H, dtype=torch.double)
         for step in range(t):
             h = cell(x[step], h)
         h.pow(2).sum().backward()
-        probe.on_step(None, 0, True)
-        for hd in handles:
-            hd.remove()
+        probe.on_step(0, True)
+        probe.detach()
         gain = probe.extras()["bptt/cell/gain"][0]
         assert gain.shape == (t,)
         _bound_holds(gain, lam / 4)

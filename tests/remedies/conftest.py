@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from realtrain import threads
+
 
 @pytest.fixture
 def digits_small() -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,4 +19,4 @@ def digits_small() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     """These models are tiny: one thread is faster than two, and kinder to a shared machine."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads(1))

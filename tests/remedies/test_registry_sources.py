@@ -29,6 +29,10 @@ def test_the_registry_is_the_union_of_the_files_in_their_order() -> None:
         "faster_hardware",
         "lower_lr",
         "raise_lr",
+        "qk_layernorm",
+        "z_loss",
+        "warmup",
+        "to_pre_ln",
     ]
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from gradientflow.errors import GradientFlowError
 from gradientflow.remedies import LSTMAsRNN, to_gru, to_lstm
+from realtrain import SEEDS, perturbed
 
 
 class Unpacker(nn.Module):
@@ -76,17 +77,19 @@ def test_errors() -> None:
         to_gru(nn.Linear(2, 2))
 
 
-def test_lstm_model_trains_on_the_adding_problem_a_little() -> None:
+@pytest.mark.training
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lstm_model_trains_on_the_adding_problem_a_little(seed: int) -> None:
     from gradientflow.lab.tasks import fresh_batches
 
-    torch.manual_seed(0)
-    model = to_lstm(Unpacker())
+    torch.manual_seed(seed)
+    model = perturbed(to_lstm(Unpacker()))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
-    for x, y in fresh_batches("adding", 64, 10, seed=0, n=60):
+    for x, y in fresh_batches("adding", 64, 10, seed=seed, n=60):
         opt.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, (seed, losses[:10], losses[-10:])

@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small budgets (whole lab ≈ 1 min)")
     p.add_argument("--out", default="lab-results", help="output folder (default: lab-results)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
+    p.add_argument("--seeds", type=int, default=1, help="run each with seeds 0..N-1 (default 1)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         jobs=args.jobs,
         progress=not args.no_progress,
+        seeds=args.seeds,
     )
     print(summary_table(results))
     failed = [r.name for r in results if not r.passed]

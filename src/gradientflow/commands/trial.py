@@ -144,6 +144,11 @@ def run_trial(
 
     if steps < 1:
         raise GradientFlowError(f"--trial-steps must be >= 1, got {steps}")
+    if fresh.loss_fn is None:
+        raise GradientFlowError(
+            f"{fresh.source}: a trial trains each remedy with loss_fn(model(inputs), targets); "
+            "this recipe has only a 'train_step': add a 'loss_fn' to trial it"
+        )
     names = _names(args.trial_remedies)
     remedies: list[Any] = names if names is not None else prescribe(diagnosis, fresh.model, limit=5)
     if not remedies:

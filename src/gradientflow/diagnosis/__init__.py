@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from gradientflow.diagnosis.findings import Diagnosis, Finding
 from gradientflow.diagnosis.rules import RULE_MODULES
 from gradientflow.errors import GradientFlowError
 from gradientflow.trace import Trace
 
-__all__ = ["Diagnosis", "Finding", "diagnose"]
+__all__ = ["Diagnosis", "Finding", "diagnose", "unknown_reason"]
 
 RuleLike = str | Callable[[Trace], list[Finding]]
 
@@ -67,4 +69,43 @@ def diagnose(trace: Trace, *, rules: Sequence[RuleLike] | None = None) -> Diagno
         "last_step": int(steps[-1]) if steps.size else None,
         "layers": trace.n_layers,
     }
-    return Diagnosis(findings, meta=meta)
+    meta["not_judged"] = not_judged(trace)
+    return Diagnosis(findings, meta=meta, reason=unknown_reason(trace))
+
+
+def not_judged(trace: Trace) -> dict[str, str]:
+    """The questions ``trace`` is too small to answer, each with the reason (for ``meta``).
+
+    >>> not_judged(Trace.build(["fc"], steps=[0], loss=[2.3]))["stagnation"]
+    'fewer than 20 logged losses (1)'
+    """
+    from gradientflow.diagnosis.rules._common import chain_layers
+    from gradientflow.diagnosis.rules.stagnation import MIN_RECORDS
+
+    out: dict[str, str] = {}
+    n_loss = int(np.isfinite(trace.scalars["loss"]).sum())
+    if n_loss < MIN_RECORDS:
+        out["stagnation"] = f"fewer than {MIN_RECORDS} logged losses ({n_loss})"
+    n_chain = len(chain_layers(trace))
+    if n_chain < 3:
+        out["depth"] = f"fewer than 3 trainable weight layers in a chain ({n_chain}): the "
+        out["depth"] += "vanishing and exploding rules cannot compare depths"
+    return out
+
+
+def unknown_reason(trace: Trace) -> str | None:
+    """Why ``trace`` cannot be judged, or None: its recording failed, or it holds nothing.
+
+    >>> unknown_reason(Trace.build(["fc"], steps=[]))
+    'the trace is empty: no step was recorded'
+    >>> unknown_reason(Trace.build(["fc"], steps=[0], meta={"recording_error": "complex"}))
+    'the recording failed: complex'
+    """
+    error = trace.meta.get("recording_error")
+    if error:
+        return f"the recording failed: {error}"
+    if trace.n_records == 0:
+        return "the trace is empty: no step was recorded"
+    if trace.n_layers == 0:
+        return "the trace has no layer: the model has no parameter that was watched"
+    return None

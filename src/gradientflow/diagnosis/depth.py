@@ -22,6 +22,8 @@ trial and the lab on each recorded step, and the TensorBoard writer streams it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from gradientflow.kinds import LOOKUP_KINDS, NORM_KINDS
@@ -72,3 +74,63 @@ def grad_ratio(trace: Trace, metric: str = "grad_norm") -> np.ndarray:
     each layer's output. NaN where a step did not measure it.
     """
     return first_over_last(trace.metrics[metric], chain_layers(trace))
+
+
+_BLOCK = re.compile(r"^(.+?)\.(\d+)\.(.+)$")
+
+#: Fewest repeated blocks that make a stack worth comparing block to block.
+MIN_BLOCKS = 3
+
+
+def block_stack(trace: Trace) -> tuple[str, list[dict[str, int]]] | None:
+    """The longest stack of repeated blocks, by name: ``(prefix, [{suffix: layer index}, ...])``.
+
+    Layers named ``P.<i>.S`` (``encoder.layer.3.attention.self.query``) with the same prefix
+    ``P`` form a stack, one block per index ``i``, in index order; only the suffixes ``S``
+    present (and trainable) in every block are kept, so each block holds the same parameters.
+    A transformer or a ResNet stage is such a stack: its parallel branches (query, key and
+    value; several heads) sit side by side inside a block instead of being chained, and the
+    gradient is compared block to block along the residual stream. None with fewer than
+    :data:`MIN_BLOCKS` blocks.
+
+    >>> from gradientflow.trace import Trace
+    >>> names = [f"enc.{i}.{s}" for i in range(3) for s in ("q", "k", "ff")] + ["head"]
+    >>> prefix, blocks = block_stack(Trace.build(names, steps=[0]))
+    >>> prefix, [sorted(b) for b in blocks][0], blocks[2]["ff"]
+    ('enc', ['ff', 'k', 'q'], 8)
+    """
+    stacks: dict[str, dict[int, dict[str, int]]] = {}
+    for j, info in enumerate(trace.layers):
+        m = _BLOCK.match(info.name)
+        if m and info.trainable and info.kind not in NORM_KINDS:
+            stacks.setdefault(m[1], {}).setdefault(int(m[2]), {})[m[3]] = j
+    best: tuple[str, list[dict[str, int]]] | None = None
+    for prefix, by_index in stacks.items():
+        blocks = [by_index[i] for i in sorted(by_index)]
+        common = set.intersection(*(set(b) for b in blocks))
+        blocks = [{s: b[s] for s in b if s in common} for b in blocks]
+        if len(blocks) >= MIN_BLOCKS and common and (best is None or len(blocks) > len(best[1])):
+            best = (prefix, blocks)
+    return best
+
+
+def block_profile(values: np.ndarray, blocks: list[dict[str, int]]) -> np.ndarray:
+    """Per block, the geometric mean over its parameters of ``values`` relative to the last
+    block's same parameter (1.0 for the last block; NaN where nothing is comparable).
+
+    >>> rel = block_profile(np.array([1e-3, 1e-2, 1.0]), [{"a": 0}, {"a": 1}, {"a": 2}])
+    >>> [round(float(x), 6) for x in rel]
+    [0.001, 0.01, 1.0]
+    """
+    last = blocks[-1]
+    out = np.full(len(blocks), np.nan)
+    for i, block in enumerate(blocks):
+        logs = [
+            np.log(values[block[s]] / values[last[s]])
+            for s in block
+            if values[block[s]] > 0 and values[last[s]] > 0
+        ]
+        logs = [x for x in logs if np.isfinite(x)]
+        if logs:
+            out[i] = float(np.exp(np.mean(logs)))
+    return out

@@ -49,21 +49,51 @@ class Finding:
             "remedies": list(self.remedies),
         }
 
+    def __str__(self) -> str:
+        from gradientflow.report.terminal import render_finding
+
+        return render_finding(self)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import finding_html
+
+        return finding_html(self)
+
+
+Verdict = Literal["healthy", "unhealthy", "unknown"]
+
 
 @dataclass
 class Diagnosis:
-    """All findings for one trace, most severe first."""
+    """All findings for one trace, most severe first.
+
+    ``reason`` says why the trace cannot be judged (its recording failed, it is empty): the
+    verdict is then ``"unknown"`` unless a finding at warning or above was made anyway.
+
+    >>> d = Diagnosis([], reason="the trace is empty (no recorded step)")
+    >>> d.verdict, d.healthy
+    ('unknown', False)
+    """
 
     findings: list[Finding]
     meta: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=lambda f: -severity_rank(f.severity))
 
     @property
+    def verdict(self) -> Verdict:
+        """``"unhealthy"`` with a finding at warning or above; else ``"unknown"`` when the
+        trace could not be judged (see ``reason``); else ``"healthy"``."""
+        if any(f.severity != "info" for f in self.findings):
+            return "unhealthy"
+        return "unknown" if self.reason else "healthy"
+
+    @property
     def healthy(self) -> bool:
-        """True when no finding is a warning or critical."""
-        return all(f.severity == "info" for f in self.findings)
+        """True when no finding is a warning or critical and the trace could be judged."""
+        return self.verdict == "healthy"
 
     @property
     def worst(self) -> str | None:
@@ -79,7 +109,21 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
+            "verdict": self.verdict,
+            "reason": self.reason,
             "worst": self.worst,
             "findings": [f.to_dict() for f in self.findings],
             "meta": json_safe(self.meta),
         }
+
+    def __str__(self) -> str:
+        """The verdict and the findings with their prescriptions, as ``gradientflow diagnose``
+        prints them (without colour)."""
+        from gradientflow.report.terminal import render_diagnosis
+
+        return render_diagnosis(self, color=False)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import diagnosis_html
+
+        return diagnosis_html(self)

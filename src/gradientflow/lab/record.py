@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gradientflow.jsonsafe import json_safe
 
 
 @dataclass
@@ -23,7 +24,11 @@ class ExperimentResult:
 
     ``measured`` holds plain numbers (or lists/dicts of them); ``paper`` the literature's
     figures to print beside ours; ``figures`` paths of PNG/SVG files the experiment saved.
-    ``checks`` lists each part of the criterion with its own verdict.
+    ``checks`` lists each part of the criterion with its own verdict. ``negative_control``
+    is the same criterion applied to a case where the claim says it must fail (made by
+    :func:`control`): ``{"what", "checks", "fails"}``; a criterion that its control passes
+    cannot tell the claim from its opposite, so :func:`verdict` fails the experiment then.
+    ``seed`` seeds the experiment's models and data order.
     """
 
     name: str
@@ -39,6 +44,8 @@ class ExperimentResult:
     quick: bool = False
     seconds: float = 0.0
     error: str | None = None
+    negative_control: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy scalars and arrays become floats and lists)."""
@@ -60,25 +67,37 @@ def check(checks: list[dict[str, Any]], text: str, ok: bool | np.bool_) -> bool:
     return bool(ok)
 
 
+def control(what: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The negative control's record: what it is, the criterion's checks on it, whether it fails.
+
+    >>> control("plain net under the residual criterion", [{"check": "a", "passed": False}])
+    {'what': 'plain net under the residual criterion', 'checks': [{'check': 'a', 'passed': \
+False}], 'fails': True}
+    """
+    return {"what": what, "checks": checks, "fails": not all(c["passed"] for c in checks)}
+
+
+def verdict(checks: list[dict[str, Any]], negative: dict[str, Any]) -> bool:
+    """Pass when every check passes *and* the negative control fails the same criterion.
+
+    >>> ok, bad = [{"check": "a", "passed": True}], [{"check": "a", "passed": False}]
+    >>> verdict(ok, control("c", bad)), verdict(ok, control("c", ok))
+    (True, False)
+    >>> verdict(bad, control("c", bad))
+    False
+    """
+    return all(c["passed"] for c in checks) and bool(negative.get("fails"))
+
+
 def jsonable(obj: Any) -> Any:
-    """Convert numpy types, tuples, Paths and non-finite floats to JSON-safe values.
+    """The lab's records in gradientflow's one JSON convention
+    (:func:`gradientflow.jsonsafe.json_safe`): numpy types become numbers and lists, non-finite
+    floats the strings "nan", "inf", "-inf".
 
     >>> jsonable({"a": np.float32(0.5), "b": (1, float("nan"))})
-    {'a': 0.5, 'b': [1, None]}
+    {'a': 0.5, 'b': [1, 'nan']}
     """
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return json_safe(obj)
 
 
 def sig(x: float, digits: int = 3) -> float:

@@ -7,13 +7,15 @@ text is escaped.
 >>> r = ExperimentResult(name="x", claim="c", source="s", setup={}, measured={"a": 1},
 ...                      criterion="a = 1", passed=True, seconds=0.5)
 >>> summary_table([r]).splitlines()[2]
-'| x | pass | a = 1 | a=1 | 0.5 |'
+'| x | pass (1/1 seeds) | a = 1 | — | a=1 | 0.5 |'
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+from collections.abc import Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -44,25 +46,93 @@ def _headline(measured: dict[str, Any], limit: int = 4) -> str:
     return "; ".join(parts[:limit]).replace("|", "\\|")
 
 
-def summary_table(results: list[ExperimentResult]) -> str:
-    """A Markdown table: experiment, verdict, criterion, headline numbers, seconds."""
-    lines = ["| experiment | result | criterion | measured | s |", "|---|---|---|---|---|"]
+def by_name(results: list[ExperimentResult]) -> dict[str, list[ExperimentResult]]:
+    """The records grouped by experiment, in the order they come (seeds in order)."""
+    groups: dict[str, list[ExperimentResult]] = {}
     for r in results:
-        verdict = "pass" if r.passed else ("ERROR" if r.error else "FAIL")
-        crit = r.criterion.replace("|", "\\|")
-        lines.append(f"| {r.name} | {verdict} | {crit} | {_headline(r.measured)} | {r.seconds} |")
+        groups.setdefault(r.name, []).append(r)
+    return groups
+
+
+def _control_word(runs: list[ExperimentResult]) -> str:
+    if not any(r.negative_control for r in runs):
+        return "—"
+    fails = sum(bool(r.negative_control.get("fails")) for r in runs)
+    return f"fails ({fails}/{len(runs)})" if fails == len(runs) else f"PASSES ({fails}/{len(runs)})"
+
+
+def summary_table(results: list[ExperimentResult]) -> str:
+    """A Markdown table, one row per experiment: verdict over its seeds, criterion, whether the
+    negative control fails it, the first seed's headline numbers, seconds (summed over seeds)."""
+    lines = [
+        "| experiment | result | criterion | negative control | measured (first seed) | s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs in by_name(results).items():
+        n_pass = sum(r.passed for r in runs)
+        word = (
+            "pass" if n_pass == len(runs) else ("ERROR" if any(r.error for r in runs) else "FAIL")
+        )
+        crit = runs[0].criterion.replace("|", "\\|")
+        secs = round(sum(r.seconds for r in runs), 2)
+        lines.append(
+            f"| {name} | {word} ({n_pass}/{len(runs)} seeds) | {crit} | {_control_word(runs)} "
+            f"| {_headline(runs[0].measured)} | {secs} |"
+        )
     return "\n".join(lines)
+
+
+def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, float]]:
+    """Every finite number in a measured dict, keyed by its dotted path (lists left out)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        yield prefix, float(value)
+
+
+def spread(results: list[ExperimentResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per experiment, per measured number: mean, sd (n-1), min, max and n over the seeds.
+
+    >>> from gradientflow.lab.record import ExperimentResult as E
+    >>> rs = [E("x", "", "", {}, {"a": {"b": v}}, "", True, seed=i) for i, v in enumerate([1, 3])]
+    >>> spread(rs)["x"]["a.b"]
+    {'mean': 2.0, 'sd': 1.41, 'min': 1.0, 'max': 3.0, 'n': 2}
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, runs in by_name(results).items():
+        values: dict[str, list[float]] = {}
+        for r in runs:
+            for key, v in _leaves(r.measured, ""):
+                values.setdefault(key, []).append(v)
+        out[name] = {k: _stats(v) for k, v in values.items()}
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    mean = sum(values) / n
+    spread = n > 1 and max(values) > min(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if spread else 0.0
+    return {
+        "mean": float(f"{mean:.3g}"),
+        "sd": float(f"{sd:.3g}"),
+        "min": min(values),
+        "max": max(values),
+        "n": n,
+    }
 
 
 def write_summary(results: list[ExperimentResult], path: Path, meta: dict[str, Any]) -> None:
     """summary.md: the table, the run's wall time, and each failing check spelled out."""
     mode = "quick" if meta.get("quick") else "full"
-    n_pass = sum(r.passed for r in results)
+    groups = by_name(results)
+    n_pass = sum(all(r.passed for r in runs) for runs in groups.values())
     text = [
         f"# gradientflow lab ({mode})",
         "",
-        f"{n_pass}/{len(results)} experiments pass; wall time {meta.get('wall_seconds')} s "
-        f"with {meta.get('jobs')} worker process(es).",
+        f"{n_pass}/{len(groups)} experiments pass on every seed ({len(results)} runs); wall "
+        f"time {meta.get('wall_seconds')} s with {meta.get('jobs')} worker process(es).",
         "",
         summary_table(results),
         "",
@@ -70,9 +140,14 @@ def write_summary(results: list[ExperimentResult], path: Path, meta: dict[str, A
     for r in results:
         for c in r.checks:
             if not c["passed"]:
-                text.append(f"- {r.name}: failed check: {c['check']}")
+                text.append(f"- {r.name} (seed {r.seed}): failed check: {c['check']}")
+        if r.negative_control and not r.negative_control.get("fails"):
+            text.append(
+                f"- {r.name} (seed {r.seed}): the negative control passes the criterion: "
+                f"{r.negative_control.get('what')}"
+            )
         if r.error:
-            text.append(f"- {r.name}: error: {r.error.splitlines()[0]}")
+            text.append(f"- {r.name} (seed {r.seed}): error: {r.error.splitlines()[0]}")
     path.write_text("\n".join(text) + "\n")
 
 
@@ -96,6 +171,20 @@ def _kv_table(d: dict[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _control_html(negative: dict[str, Any]) -> str:
+    if not negative:
+        return ""
+    word = "fails the criterion, as it must" if negative.get("fails") else "PASSES the criterion"
+    items = "".join(
+        f"<li>{escape(c['check'])}: {'pass' if c['passed'] else 'fail'}</li>"
+        for c in negative.get("checks", [])
+    )
+    return (
+        f"<p><b>Negative control.</b> {escape(str(negative.get('what')))} — {word}.</p>"
+        f"<ul>{items}</ul>"
+    )
+
+
 def _section(r: ExperimentResult) -> str:
     cls, word = ("pass", "pass") if r.passed else ("fail", "FAIL")
     checks = "".join(
@@ -107,7 +196,8 @@ def _section(r: ExperimentResult) -> str:
         f"<span class='{cls}'>{word}</span></h2>",
         f"<p><b>Claim.</b> {escape(r.claim)}</p><p><b>Source.</b> {escape(r.source)}</p>",
         f"<p><b>Criterion.</b> {escape(r.criterion)}</p><ul>{checks}</ul>",
-        "<h3>Measured</h3>" + _kv_table(r.measured),
+        _control_html(r.negative_control),
+        f"<h3>Measured (seed {r.seed})</h3>" + _kv_table(r.measured),
     ]
     if r.paper:
         parts.append("<h3>The literature</h3>" + _kv_table(r.paper))
@@ -122,20 +212,24 @@ def _section(r: ExperimentResult) -> str:
 def render_html(results: list[ExperimentResult], meta: dict[str, Any]) -> str:
     """The whole report as one HTML string (figures inline)."""
     mode = "quick" if meta.get("quick") else "full"
-    n_pass = sum(r.passed for r in results)
+    groups = by_name(results)
+    n_pass = sum(all(r.passed for r in runs) for runs in groups.values())
     rows = "".join(
-        f"<tr><td><a href='#{escape(r.name)}'>{escape(r.name)}</a></td>"
-        f"<td class='{'pass' if r.passed else 'fail'}'>{'pass' if r.passed else 'FAIL'}</td>"
-        f"<td>{escape(r.criterion)}</td><td>{r.seconds}</td></tr>"
-        for r in results
+        f"<tr><td><a href='#{escape(name)}'>{escape(name)}</a></td>"
+        f"<td class='{'pass' if ok else 'fail'}'>{sum(r.passed for r in runs)}/{len(runs)}</td>"
+        f"<td>{escape(runs[0].criterion)}</td><td>{round(sum(r.seconds for r in runs), 2)}</td>"
+        "</tr>"
+        for name, runs in groups.items()
+        for ok in [all(r.passed for r in runs)]
     )
-    body = "\n".join(_section(r) for r in results)
+    body = "\n".join(_section(runs[0]) for runs in groups.values())
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>gradientflow lab ({mode})</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>gradientflow lab ({mode})</h1><p>{n_pass}/{len(results)} experiments pass; "
+        f"<h1>gradientflow lab ({mode})</h1><p>{n_pass}/{len(groups)} experiments pass on every "
+        f"seed ({len(results)} runs; sections show the first seed); "
         f"wall time {meta.get('wall_seconds')} s, {meta.get('jobs')} worker(s).</p>"
-        "<table><tr><th>experiment</th><th>result</th><th>criterion</th><th>s</th></tr>"
+        "<table><tr><th>experiment</th><th>seeds passed</th><th>criterion</th><th>s</th></tr>"
         f"{rows}</table>{body}</main></body></html>\n"
     )
 

@@ -68,18 +68,28 @@ def fit(
     schedule: Any = None,
     max_steps: int | None = None,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    drop_last: bool = False,
 ) -> FitResult:
     """Train ``model`` with cross-entropy on ``data``; NaN losses are kept, never raised.
 
     With ``watch=True`` the run is the library's own loop, :func:`gradientflow.recipe.run_recipe`
     (recorded by :func:`gradientflow.watch` with ``schedule``, default ``Schedule()``; it stops
     after ``STOP_AFTER_NONFINITE`` NaN/Inf losses in a row), and the Trace is returned in
-    ``FitResult.trace``. ``on_step(step, model)`` runs after each step.
+    ``FitResult.trace``. ``on_step(step, model)`` runs after each step. ``drop_last`` leaves
+    out each epoch's short last batch (1348 digits = 21·64 + 4: a 4-sample step is noise).
     """
     opt = make_optimizer(model, optimizer, lr, momentum)
     loss_fn = nn.CrossEntropyLoss()
-    stream = batches(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, seed=seed)
-    n_steps = epochs * math.ceil(len(data.x_train) / batch_size)
+    stream = batches(
+        data.x_train,
+        data.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        drop_last=drop_last,
+    )
+    per_epoch = len(data.x_train) / batch_size
+    n_steps = epochs * (math.floor(per_epoch) if drop_last else math.ceil(per_epoch))
     if max_steps is not None:
         n_steps = min(n_steps, max_steps)
     losses: list[float] = []
@@ -212,3 +222,30 @@ def gradient_profile(
     w_norms = [_weight_grad_norm(m) for m in layers]
     model.zero_grad(set_to_none=True)
     return out_norms, w_norms
+
+
+#: The learning rates every lab comparison sweeps, for every model alike (SGD and Adam).
+LR_SWEEP = (0.003, 0.01, 0.03, 0.1)
+
+
+def best_lr(
+    make: Callable[[], nn.Module], data: Dataset, lrs: Iterable[float], **fit_kwargs: Any
+) -> tuple[float, dict[float, float], FitResult]:
+    """Train a fresh ``make()`` at each learning rate; the lr of the lowest final training loss
+    (NaN counts as +inf), every lr's loss, and the best run. Selection never sees the test set.
+
+    >>> from gradientflow.lab import datasets, models
+    >>> data = datasets.digits()
+    >>> lr, losses, _ = best_lr(lambda: models.mlp(64, 10, width=16, depth=2), data,
+    ...                         [1e-4, 0.05], epochs=1)
+    >>> lr, len(losses)
+    (0.05, 2)
+    """
+    losses: dict[float, float] = {}
+    runs: dict[float, FitResult] = {}
+    for lr in lrs:
+        runs[lr] = fit(make(), data, lr=lr, **fit_kwargs)
+        loss = runs[lr].train_loss
+        losses[lr] = loss if math.isfinite(loss) else float("inf")
+    best = min(losses, key=lambda k: losses[k])
+    return best, losses, runs[best]

@@ -172,3 +172,8 @@ class Preflight:
             if f.remedies:
                 lines.append(f"    remedies: {', '.join(f.remedies)}")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import preflight_html
+
+        return preflight_html(self, [*self._theory_lines(), *self._extra_lines()])

@@ -16,65 +16,18 @@ Statistics are taken only in training mode with gradients enabled, so a validati
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-#: autograd node name -> activation name
-_ACTIVATIONS = {
-    "ReluBackward0": "relu",
-    "ReluBackward1": "relu",
-    "ThresholdBackward0": "relu",
-    "SigmoidBackward0": "sigmoid",
-    "TanhBackward0": "tanh",
-    "LeakyReluBackward0": "leaky_relu",
-    "LeakyReluBackward1": "leaky_relu",
-    "EluBackward0": "elu",
-    "EluBackward1": "elu",
-    "PreluKernelBackward0": "prelu",
-    "PreluBackward0": "prelu",
-    "GeluBackward0": "gelu",
-    "SiluBackward0": "silu",
-    "HardtanhBackward0": "hardtanh",
-    "SoftplusBackward0": "softplus",
-    "MishBackward0": "mish",
-}
-#: nodes that pass an activation through unchanged in kind (reshapes, dropout)
-_TRANSPARENT = {
-    "NativeDropoutBackward0",
-    "ViewBackward0",
-    "UnsafeViewBackward0",
-    "ReshapeAliasBackward0",
-    "CloneBackward0",
-    "TransposeBackward0",
-    "PermuteBackward0",
-    "SqueezeBackward0",
-    "SqueezeBackward1",
-    "UnsqueezeBackward0",
-    "AliasBackward0",
-    "ToCopyBackward0",
-    "ExpandBackward0",
-}
-#: activation module -> activation name, for inputs that carry no autograd graph (a frozen,
-#: no-grad stretch of the model): then the module just before the layer in an nn.Sequential tells
-_ACTIVATION_MODULES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.Sigmoid: "sigmoid",
-    nn.Tanh: "tanh",
-    nn.LeakyReLU: "leaky_relu",
-    nn.ELU: "elu",
-    nn.SELU: "elu",
-    nn.PReLU: "prelu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Hardtanh: "hardtanh",
-    nn.ReLU6: "hardtanh",
-    nn.Softplus: "softplus",
-    nn.Mish: "mish",
-}
-_SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
-_CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+from gradientflow import kinds
+from gradientflow.probes.base import Probe
+from gradientflow.probes.hooks import Stopper, bound_hook, tensor_hook
+from gradientflow.probes.layers import Layer
+
+__all__ = ["ActivationProbe", "input_stats", "producing_activation", "sequential_activations"]
 
 
 def producing_activation(t: torch.Tensor, max_hops: int = 4) -> str | None:
@@ -83,10 +36,10 @@ def producing_activation(t: torch.Tensor, max_hops: int = 4) -> str | None:
     for _ in range(max_hops):
         if fn is None:
             return None
-        name = type(fn).__name__
-        if name in _ACTIVATIONS:
-            return _ACTIVATIONS[name]
-        if name not in _TRANSPARENT or not fn.next_functions:
+        name = kinds.activation_of_node(fn)
+        if name is not None:
+            return name
+        if not kinds.is_transparent(fn) or not fn.next_functions:
             return None
         fn = fn.next_functions[0][0]
     return None
@@ -102,7 +55,7 @@ def sequential_activations(model: nn.Module) -> dict[int, str]:
         for child in parent:
             if any(True for _ in child.parameters(recurse=False)) and last is not None:
                 out[id(child)] = last
-            kind = _ACTIVATION_MODULES.get(type(child))
+            kind = kinds.activation_of_module(child)
             if kind is not None:
                 last = kind
             elif not isinstance(child, nn.Dropout | nn.Flatten | nn.Identity):
@@ -131,7 +84,7 @@ def input_stats(
         units = x.reshape(-1, x.shape[-1]) if x.dim() >= 1 else x.reshape(1, 1)
     alive = (units != 0).any(dim=0)
     dead = 1.0 - alive.to(torch.float64).mean()
-    limits = _SATURATING.get(activation)
+    limits = kinds.SATURATION_LIMITS.get(activation)
     if limits is None:
         sat = torch.zeros((), dtype=torch.float64, device=x.device)
     else:
@@ -140,20 +93,43 @@ def input_stats(
     return dead, sat
 
 
-class ActivationProbe:
-    """Forward pre/post hooks on every layer, installed only for the forward passes of full
-    steps (:meth:`arm`) and removed in between (:meth:`disarm`): a module with hooks takes
-    PyTorch's slower call path, which other steps should not pay for."""
+class ActivationProbe(Probe):
+    """Input and output statistics of every layer, from forward hooks installed only for the
+    forward passes of full steps (:meth:`prepare`) and removed in between: a module with hooks
+    takes PyTorch's slower call path, which other steps should not pay for.
 
-    def __init__(
-        self, modules: list[nn.Module], saturation_eps: float, fallback: dict[int, str]
-    ) -> None:
-        self.modules = modules
-        self.fallback = fallback  # id(module) -> activation, from sequential_activations()
+    >>> from torch.nn import Linear, Sequential, Sigmoid
+    >>> from gradientflow.probes.layers import Watched, candidate_modules
+    >>> model = Sequential(Linear(2, 3), Sigmoid(), Linear(3, 1))
+    >>> _ = torch.nn.init.constant_(model[0].weight, 1.0)  # every sigmoid saturates
+    >>> watched = Watched(model, None, candidate_modules(model)); watched.build({})
+    >>> probe = ActivationProbe(); probe.attach(watched); probe.prepare(0, True)
+    >>> model(torch.full((4, 2), 100.0)).sum().backward()
+    >>> stats = probe.on_step(0, True); probe.detach()
+    >>> stats["in_sat_frac"].tolist()[1], probe.input_activations()
+    (1.0, {1: 'sigmoid'})
+    """
+
+    layer_columns: ClassVar[Mapping[str, str]] = {
+        "in_dead_frac": "fraction of input units that are zero for every sample (dead ReLUs)",
+        "in_sat_frac": "fraction of input activations within eps of a sigmoid/tanh limit",
+        "out_grad_norm": "L2 norm of dL/ds, the gradient back-propagated to the layer's output",
+        "out_rms": "root mean square of the layer's output",
+    }
+
+    def __init__(self, saturation_eps: float = 0.01) -> None:
         self.eps = saturation_eps
+        self.modules: list[nn.Module] = []
+        self.fallback: dict[int, str] = {}  # id(module) -> activation, sequential_activations()
+        self.stopper = Stopper("activation statistics")
         self._handles: list[Any] = []
         self.activation: dict[int, str] = {}  # module index -> producing activation (first seen)
         self.reset()
+
+    def attach(self, watched: Any = None) -> None:
+        super().attach(watched)
+        self.modules = [m for _, m in watched.candidates]
+        self.fallback = sequential_activations(watched.model)
 
     def reset(self) -> None:
         self._dead: dict[int, list[torch.Tensor]] = defaultdict(list)
@@ -162,17 +138,22 @@ class ActivationProbe:
         self._out_n: dict[int, int] = defaultdict(int)
         self._grad_sq: dict[int, list[torch.Tensor]] = defaultdict(list)
 
-    @property
-    def armed(self) -> bool:
-        return bool(self._handles)
+    def prepare(self, step: int, full: bool) -> None:
+        """Hooks for the forward pass of a full step only."""
+        if full and not self.stopper.stopped:
+            self.arm()
+        else:
+            self.disarm()
 
     def arm(self) -> None:
         """Install the hooks (idempotent)."""
         if self._handles:
             return
         for j, module in enumerate(self.modules):
-            self._handles.append(module.register_forward_pre_hook(self._pre_hook(j, module)))
-            self._handles.append(module.register_forward_hook(self._post_hook(j)))
+            pre = bound_hook(module, self.stopper, self._pre_hook(j, module))
+            post = bound_hook(module, self.stopper, self._post_hook(j))
+            self._handles.append(module.register_forward_pre_hook(pre))
+            self._handles.append(module.register_forward_hook(post))
 
     def disarm(self) -> None:
         """Remove the hooks (idempotent)."""
@@ -180,26 +161,30 @@ class ActivationProbe:
             handle.remove()
         self._handles = []
 
+    def detach(self) -> None:
+        self.disarm()
+        self.reset()
+
     @staticmethod
     def _active(module: nn.Module) -> bool:
         return module.training and torch.is_grad_enabled()
 
     def _pre_hook(self, j: int, module: nn.Module) -> Any:
-        channel_first = isinstance(module, _CHANNEL_FIRST)
+        channel_first = isinstance(module, kinds.CHANNEL_FIRST)
 
         def hook(mod: nn.Module, args: Any) -> None:
             if not self._active(mod):
                 return
             x = _first_tensor(args)
-            if x is None or not x.is_floating_point():
-                return
+            if x is None or not x.is_floating_point() or x.numel() == 0:
+                return  # nothing to measure (an empty batch, a zero-width input)
             act = producing_activation(x)
             if act is None and x.grad_fn is None:
                 act = self.fallback.get(id(mod))
             if act is None:
                 return
-            self.activation.setdefault(j, act)
             dead, sat = input_stats(x, act, channel_first, self.eps)
+            self.activation.setdefault(j, act)
             self._dead[j].append(dead)
             self._sat[j].append(sat)
 
@@ -213,10 +198,11 @@ class ActivationProbe:
             if out is None or not out.is_floating_point():
                 return
             o = out.detach()
-            self._out_sq[j].append(o.to(torch.float64).square().sum())
-            self._out_n[j] += o.numel()
+            out_sq = o.to(torch.float64).square().sum()
             if out.requires_grad:
-                out.register_hook(self._grad_hook(j))
+                out.register_hook(tensor_hook(self.stopper, self._grad_hook(j)))
+            self._out_sq[j].append(out_sq)
+            self._out_n[j] += o.numel()
 
         return hook
 
@@ -227,6 +213,24 @@ class ActivationProbe:
             )
 
         return hook
+
+    def on_step(self, step: int, full: bool) -> Mapping[str, torch.Tensor]:
+        if not full or self.stopper.stopped:
+            self.reset()
+            return {}
+        return self.collect(self.watched.order, self.watched.index.device)
+
+    def input_activations(self) -> dict[int, str]:
+        """Layer index -> the activation that produced its input (where one was seen)."""
+        order = self.watched.order
+        return {j: self.activation[m] for j, m in enumerate(order) if m in self.activation}
+
+    def annotate(self, layers: list[Layer]) -> None:
+        for layer, m in zip(layers, self.watched.order, strict=True):
+            layer.input_activation = self.activation.get(m)
+
+    def meta(self) -> dict[str, Any]:
+        return {"saturation_eps": self.eps}
 
     def collect(self, order: list[int], device: torch.device) -> dict[str, torch.Tensor]:
         """Per-layer vectors of what was measured since the last reset (NaN where nothing).

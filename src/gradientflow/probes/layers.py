@@ -2,19 +2,25 @@
 
 A layer is a module that owns parameters directly (``recurse=False``): its weight and bias are
 measured together. Layers are ordered by depth, i.e. by the order in which the forward pass
-first calls them, not by registration order. A parameter shared by several modules (tied
-weights) belongs to the first of them in depth order and counts once.
+first calls them, not by registration order. A module whose weights its parent uses without
+calling it (``nn.MultiheadAttention``'s ``out_proj``, used through
+``F.multi_head_attention_forward``) is placed where its parent's call ends. A parameter shared
+by several modules (tied weights) belongs to the first of them in depth order and counts once;
+a later module sharing it is marked ``tied_to`` that layer (a tied language-model head).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.probes.hooks import Stopper, bound_hook
+from gradientflow.schedule import Schedule
 from gradientflow.trace import LayerInfo
 
 
@@ -27,6 +33,7 @@ class Layer:
     params: list[nn.Parameter] = field(default_factory=list)
     trainable: bool = True
     input_activation: str | None = None
+    tied_to: str | None = None
 
     def info(self) -> LayerInfo:
         return LayerInfo(
@@ -35,6 +42,7 @@ class Layer:
             n_params=sum(p.numel() for p in self.params),
             trainable=self.trainable,
             input_activation=self.input_activation,
+            tied_to=self.tied_to,
         )
 
 
@@ -56,28 +64,48 @@ def build_layers(
     candidates: list[tuple[str, nn.Module]],
     first_use: dict[int, int],
     optimizer_params: set[int] | None,
+    end_use: dict[str, int] | None = None,
 ) -> list[Layer]:
     """Order candidates by first use and give each parameter to exactly one layer.
 
-    Modules never called in a forward pass keep their registration order, after the used ones.
-    ``optimizer_params`` (ids) marks layers none of whose parameters the optimizer updates as
-    not trainable.
+    ``end_use`` maps module names to the count of first uses seen when their call ended: a
+    module never called sits where its nearest called ancestor's call ended. Modules with
+    neither keep their registration order, after the used ones. ``optimizer_params`` (ids)
+    marks layers none of whose parameters the optimizer updates as not trainable.
     """
-    never = len(candidates) + 10**6
     order = sorted(
         range(len(candidates)),
-        key=lambda i: (first_use.get(id(candidates[i][1]), never), i),
+        key=lambda i: (_position(candidates[i], first_use, end_use or {}), i),
     )
-    seen: set[int] = set()
+    owner: dict[int, str] = {}
     layers: list[Layer] = []
     for i in order:
         name, module = candidates[i]
-        params = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        mine = list(module.parameters(recurse=False))
+        params = [p for p in mine if id(p) not in owner]
         if not params:
             continue  # every parameter is tied to an earlier layer
-        seen.update(id(p) for p in params)
-        layers.append(Layer(name, module, params, _trainable(params, optimizer_params)))
+        tied = next((owner[id(p)] for p in mine if id(p) in owner), None)
+        owner.update((id(p), name) for p in params)
+        layer = Layer(name, module, params, _trainable(params, optimizer_params), tied_to=tied)
+        layers.append(layer)
     return layers
+
+
+def _position(
+    candidate: tuple[str, nn.Module], first_use: dict[int, int], end_use: dict[str, int]
+) -> float:
+    """Where a module sits in the forward pass: its first call, or (never called) just before
+    the first call after its nearest called ancestor's call ended; never seen: at the end."""
+    name, module = candidate
+    if id(module) in first_use:
+        return float(first_use[id(module)])
+    parts = name.split(".")
+    for k in range(len(parts) - 1, -1, -1):
+        ancestor = ".".join(parts[:k])
+        if ancestor in end_use:
+            return end_use[ancestor] - 0.5
+    return float("inf")
 
 
 def _trainable(params: Iterable[nn.Parameter], optimizer_params: set[int] | None) -> bool:
@@ -90,3 +118,159 @@ def optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int] | N
     if optimizer is None:
         return None
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.coalesce().values() if t.is_sparse else t for t in tensors]
+
+
+def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of each tensor, stacked into one float64 vector (on the tensors' device).
+
+    Accumulated in float64: in float32 the sum of squares overflows for norms above ~1.8e19
+    (the square root of float32's largest value), and a finite gradient would read as Inf.
+    """
+    dense_ = dense(tensors)
+    if any(t.is_complex() for t in dense_):
+        dense_ = [t.abs() if t.is_complex() else t for t in dense_]
+    return torch.stack(torch._foreach_norm(dense_, 2, dtype=torch.float64))
+
+
+class ParamIndex:
+    """Flat list of the layers' parameters and, for each, the index of its layer."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.params = [p for layer in layers for p in layer.params]
+        self.owner = [j for j, layer in enumerate(layers) for _ in layer.params]
+        self.n_layers = len(layers)
+        self.device = self.params[0].device
+        self.numel = torch.tensor(
+            [sum(p.numel() for p in layer.params) for layer in layers], dtype=torch.float64
+        ).to(self.device)
+        self.owner_idx = torch.tensor(self.owner, dtype=torch.long, device=self.device)
+        self._cache: tuple[tuple[bool, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def with_grad(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Gradients present now, their layer indices, and a mask of layers with any gradient."""
+        present = tuple(p.grad is not None for p in self.params)
+        if self._cache is None or self._cache[0] != present:
+            owners = [j for j, has in zip(self.owner, present, strict=True) if has]
+            mask = torch.zeros(self.n_layers, dtype=torch.bool)
+            mask[owners] = True
+            idx = torch.tensor(owners, dtype=torch.long)
+            self._cache = (present, idx.to(self.device), mask.to(self.device))
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return grads, self._cache[1], self._cache[2]
+
+    def per_layer(self, values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Sum per-parameter ``values`` into a per-layer vector."""
+        out = torch.zeros(self.n_layers, dtype=torch.float64, device=values.device)
+        return out.index_add_(0, idx, values)
+
+    def nan_layers(self) -> torch.Tensor:
+        return torch.full((self.n_layers,), float("nan"), dtype=torch.float64, device=self.device)
+
+
+class Scratch:
+    """Work space as large as the largest tensor, per device and dtype, reused across calls.
+
+    Element-wise temporaries (``|w|``, ``g * 0``) are written here instead of into fresh
+    tensors: a fresh allocation of a large CPU tensor costs page faults worth ten times the
+    arithmetic. Parameters are processed one after another on one stream, so reuse is safe.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def like(self, t: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped like ``t``, of its dtype and device."""
+        n = t.numel()
+        values = self._values.get((t.device, t.dtype))
+        if values is None or values.numel() < n:
+            values = self._values[(t.device, t.dtype)] = torch.empty(
+                n, dtype=t.dtype, device=t.device
+            )
+        return values[:n].view(t.shape)
+
+
+@dataclass
+class Watched:
+    """What every probe of one monitor shares: the model and, once known, its layers.
+
+    ``candidates`` are the modules that own parameters, in registration order; ``layers`` are
+    set at the first recorded step (ordered by first use in the forward pass), with ``order[j]``
+    the position in ``candidates`` of layer j's module and ``index`` their parameters.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    candidates: list[tuple[str, nn.Module]]
+    schedule: Schedule = field(default_factory=Schedule)
+    layers: list[Layer] | None = None
+    order: list[int] = field(default_factory=list)
+    index: ParamIndex | None = None
+    scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
+    first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
+    end_use: dict[str, int] = field(default_factory=dict)  # parent name -> first uses at its end
+    _order_handles: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, schedule: Schedule
+    ) -> Watched:
+        return cls(model, optimizer, candidate_modules(model), schedule)
+
+    def follow_order(self) -> None:
+        """Until the layers are fixed, note the order in which the forward pass calls them."""
+        if self.layers is not None:
+            return
+        stopper = Stopper("the layer order")
+        for _, module in self.candidates:
+            hook = bound_hook(module, stopper, self._note_first_use)
+            self._order_handles.append(module.register_forward_pre_hook(hook))
+        for name, parent in self._parents():
+            end = bound_hook(parent, stopper, self._note_end(name))
+            self._order_handles.append(parent.register_forward_hook(end))
+
+    def _note_first_use(self, module: nn.Module, args: Any) -> None:
+        self.first_use.setdefault(id(module), len(self.first_use))
+
+    def _parents(self) -> list[tuple[str, nn.Module]]:
+        """The modules holding candidates (for those their parent uses without calling)."""
+        names = {name.rpartition(".")[0] for name, _ in self.candidates if "." in name}
+        modules = dict(self.model.named_modules())
+        return [(n, modules[n]) for n in sorted(names) if n in modules]
+
+    def _note_end(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            self.end_use.setdefault(name, len(self.first_use))
+
+        return hook
+
+    def stop_following(self) -> None:
+        for handle in self._order_handles:
+            handle.remove()
+        self._order_handles = []
+
+    def build(self, first_use: dict[int, int] | None = None) -> None:
+        """Fix the layers (once) from the order of first use seen in the forward pass."""
+        if self.layers is not None:
+            return
+        self.stop_following()
+        order = self.first_use if first_use is None else first_use
+        self.layers = build_layers(
+            self.candidates, order, optimizer_param_ids(self.optimizer), self.end_use
+        )
+        position = {id(m): i for i, (_, m) in enumerate(self.candidates)}
+        self.order = [position[id(layer.module)] for layer in self.layers]
+        self.index = ParamIndex(self.layers)
+
+    def refresh(self) -> list[str]:
+        """Follow the optimizer's param groups as they are now (``trainable``); return the
+        names of model parameters that belong to no layer (added after the first step)."""
+        assert self.layers is not None and self.index is not None
+        ids = optimizer_param_ids(self.optimizer)
+        for layer in self.layers:
+            layer.trainable = _trainable(layer.params, ids)
+        known = {id(p) for p in self.index.params}
+        return [n for n, p in self.model.named_parameters() if id(p) not in known]

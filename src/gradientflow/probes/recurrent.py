@@ -30,20 +30,21 @@ call's output starts a new sequence.
 >>> model = torch.nn.Sequential()
 >>> model.add_module("lstm", torch.nn.LSTM(2, 8, batch_first=True))
 >>> [probe] = recurrent_probes(model)
->>> handles = probe.attach(None)
+>>> probe.attach()
 >>> out, _ = model(torch.randn(4, 20, 2))
 >>> out[:, -1].sum().backward()
->>> probe.on_step(None, 0, True)
+>>> probe.on_step(0, True)
+{}
 >>> ex = probe.extras()
 >>> ex["bptt/lstm/dl_dh"].shape, float(ex["bptt/lstm/gain"][0, -1])
 ((1, 20), 1.0)
->>> for h in handles: h.remove()
+>>> probe.detach()
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ import torch
 from torch import Tensor, nn
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
+from gradientflow.probes.base import Probe
+from gradientflow.probes.hooks import Stopper, bound_hook
 from gradientflow.probes.recurrent_replay import (
     TimeGrads,
     check_gain_mode,
@@ -91,7 +94,7 @@ def _norms(grads: Sequence[Tensor | None]) -> np.ndarray:
     return np.array([0.0 if g is None else float(g.double().norm()) for g in grads])
 
 
-class RecurrentProbe:
+class RecurrentProbe(Probe):
     """Monitor probe recording the gradient through time of one recurrent module.
 
     ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``).
@@ -100,8 +103,8 @@ class RecurrentProbe:
     and backward through the unrolled copy, one more backward per gain curve), so the default
     adds a few percent.
     ``gain``: ``"vjp"`` (default), ``"spectral"`` (exact ‖∂h_T/∂h_t‖₂, small layers) or
-    ``"none"``. Use it without a monitor by calling ``attach(None)`` and
-    ``on_step(None, step, True)`` after each backward pass.
+    ``"none"``. Use it without a monitor by calling ``attach()``, then
+    ``on_step(step, True)`` after each backward pass, and ``detach()`` at the end.
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class RecurrentProbe:
         if cell and not isinstance(module, CELL_TYPES):
             self.kind = "cell"
         self._cap = _Capture()
+        self._handles: list[Any] = []
+        self._stopper = Stopper(f"gradient through time of {name!r}")
         self._lstm_cell = isinstance(module, nn.LSTMCell)
         self._seen_full = 0
         self._replaying = False
@@ -130,10 +135,18 @@ class RecurrentProbe:
         self._steps: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ hooks
-    def attach(self, monitor: Any) -> list[Any]:
-        """Register the forward hook; returns the handles (the caller removes them)."""
-        hook = self._cell_hook if self.cell else self._module_hook
-        return [self.module.register_forward_hook(hook, with_kwargs=True)]
+    def attach(self, watched: Any = None) -> None:
+        """Register the forward hook (bound to this module: a deepcopy's call does nothing)."""
+        super().attach(watched)
+        fn = self._cell_hook if self.cell else self._module_hook
+        hook = bound_hook(self.module, self._stopper, fn)
+        self._handles.append(self.module.register_forward_hook(hook, with_kwargs=True))
+
+    def detach(self) -> None:
+        """Remove the hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def _watch(self, cap: _Capture, tensors: Sequence[Tensor | None]) -> None:
         for t in tensors:
@@ -206,21 +219,25 @@ class RecurrentProbe:
             self._replaying = False
         return result
 
-    def on_step(self, monitor: Any, step: int, full: bool) -> None:
-        """Replay and record on every ``every``-th full step; never raises in training."""
+    def on_step(self, step: int, full: bool) -> Mapping[str, Tensor]:
+        """Replay and record on every ``every``-th full step; never raises in training.
+
+        The curves go to :meth:`extras`; no Trace column is filled.
+        """
         if not full:
-            return
+            return {}
         self._seen_full += 1
         if (self._seen_full - 1) % self.every:
-            return
+            return {}
         try:
             results = self.measure()
         except Exception as exc:  # a probe must not stop the user's training
             self._warn("measure", f"replay failed at step {step}: {exc}")
-            return
+            return {}
         for r in results:
             self._rows.setdefault(r.name, []).append(r)
             self._steps.setdefault(r.name, []).append(int(step))
+        return {}
 
     def extras(self) -> dict[str, np.ndarray]:
         """Recorded arrays for ``Trace.extras`` (see the module docstring for the keys)."""
@@ -251,11 +268,17 @@ class RecurrentProbe:
 
 
 def recurrent_probes(
-    model: nn.Module, *, cells: Sequence[nn.Module] = (), every: int = 1, gain: str = "vjp"
+    model: nn.Module,
+    *,
+    cells: Sequence[nn.Module] = (),
+    every: int = 1,
+    gain: str = "vjp",
+    skip: Sequence[Probe] = (),
 ) -> list[RecurrentProbe]:
     """One probe per recurrent module of ``model`` (empty list if it has none).
 
     ``cells``: your own cell modules, stepped in a Python loop as ``h = cell(x_t, h)``.
+    ``skip``: probes already chosen; a module one of them follows gets no second probe.
 
     >>> class Loop(torch.nn.Module):
     ...     def __init__(self):
@@ -272,8 +295,11 @@ def recurrent_probes(
                 f"recurrent_probes: cell {type(c).__name__} is not a submodule of the model"
             )
     chosen = {id(c) for c in cells}
+    covered = {id(p.module) for p in skip if isinstance(p, RecurrentProbe)}
     probes = []
     for name, m in model.named_modules():
+        if id(m) in covered:
+            continue
         label = name or type(m).__name__.lower()
         if isinstance(m, RECURRENT_TYPES):
             probes.append(RecurrentProbe(m, label, every=every, gain=gain))

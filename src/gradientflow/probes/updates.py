@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import torch
 
-from gradientflow.probes.gradients import ParamIndex, foreach_norm, update_norms_from
+from gradientflow.probes.layers import ParamIndex, foreach_norm
 
 #: Up to this many bytes of parameters, the copy used to measure an update is kept between full
 #: steps and refilled in place (no page faults); above it, it is allocated each time and freed.
 KEEP_COPY_BYTES = 512 * 2**20
+
+
+def update_norms_from(index: ParamIndex, before: list[torch.Tensor]) -> torch.Tensor:
+    """Per-layer ||w_now - w_before||; consumes ``before``."""
+    now = [p.detach() for p in index.params]
+    torch._foreach_sub_(before, now)
+    return index.per_layer(foreach_norm(before).square(), index.owner_idx).sqrt()
 
 
 def derivable_from_state(optimizer: torch.optim.Optimizer | None) -> bool:

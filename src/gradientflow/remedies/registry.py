@@ -23,10 +23,14 @@ from gradientflow.remedies import (
     hardware,
     learning_rate,
     lsuv,
+    pre_ln,
     pretrain,
+    qk_layernorm,
     recurrent,
     reinit,
     residual,
+    warmup,
+    z_loss,
 )
 from gradientflow.remedies.remedy import Remedy
 
@@ -42,6 +46,10 @@ SOURCES: tuple[ModuleType, ...] = (
     pretrain,  # layerwise_pretrain
     hardware,  # faster_hardware
     learning_rate,  # lower_lr, raise_lr
+    qk_layernorm,  # qk_layernorm
+    z_loss,  # z_loss
+    warmup,  # warmup
+    pre_ln,  # to_pre_ln
 )
 
 

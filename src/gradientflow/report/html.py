@@ -40,7 +40,7 @@ from gradientflow.trace import Trace
 if TYPE_CHECKING:
     from gradientflow.diagnosis.findings import Diagnosis
 
-__all__ = ["CSP", "CSS", "auto_diagnosis", "render_html", "write_html"]
+__all__ = ["CSP", "CSS", "auto_diagnosis", "render_html", "run_line", "write_html"]
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -136,7 +136,7 @@ def render_html(
     flagged = _flagged_layers(diagnosis)
     body = [
         f"<h1>{esc(title)}</h1>",
-        _run_line(trace),
+        run_line(trace),
         verdict_html(diagnosis, problem, _first_name(prescriptions)),
         findings_html(diagnosis),
         prescriptions_html(prescriptions),
@@ -170,7 +170,8 @@ def auto_diagnosis(trace: Trace) -> tuple[Diagnosis | None, str | None]:
         return None, f"the diagnosis failed: {type(exc).__name__}: {exc}"
 
 
-def _run_line(trace: Trace) -> str:
+def run_line(trace: Trace) -> str:
+    """One line of facts about the run (layers, parameters, recorded steps) and its metadata."""
     steps = trace.steps
     span = f"steps {int(steps[0])}–{int(steps[-1])}" if steps.size else "no steps"
     n_params = sum(int(x.n_params) for x in trace.layers)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gradientflow.report._format import printable, sig3
 
 if TYPE_CHECKING:
-    from gradientflow.diagnosis.findings import Diagnosis
+    from gradientflow.diagnosis.findings import Diagnosis, Finding
 
 MAX_LAYERS_LISTED = 8
 
@@ -62,6 +62,9 @@ def verdict_html(
     if diagnosis is None:
         head, cls = "No verdict", "none"
         lines = [esc(problem or "No diagnosis was given.")]
+    elif diagnosis.verdict == "unknown":
+        head, cls = "Unknown", "warning"
+        lines = [esc(diagnosis.reason or "The run could not be judged.")]
     elif diagnosis.healthy:
         head, cls = "Healthy", "healthy"
         lines = ["No vanishing or exploding gradients found."]
@@ -85,35 +88,41 @@ def verdict_html(
     )
 
 
-def findings_html(diagnosis: Diagnosis | None) -> str:
+def findings_html(diagnosis: Diagnosis | None, *, open_evidence: bool = False) -> str:
     """One block per finding: severity, kind, layers, message, evidence and remedies."""
     if diagnosis is None or not diagnosis.findings:
         return ""
     parts = ["<h2 id='findings'>Findings</h2>"]
-    for f in diagnosis.findings:
-        sev = esc(f.severity)
-        layers = [str(x) for x in f.layers or []]
-        shown = ", ".join(f"<code>{esc(x)}</code>" for x in layers[:MAX_LAYERS_LISTED])
-        if len(layers) > MAX_LAYERS_LISTED:
-            shown += f" and {len(layers) - MAX_LAYERS_LISTED} more"
-        evidence = "".join(
-            f"<span>{esc(k)} = {escape(sig3(v))}</span>" for k, v in (f.evidence or {}).items()
-        )
-        remedies = ", ".join(f"<code>{esc(r)}</code>" for r in f.remedies or [])
-        parts.append(
-            f"<div class='finding sev-{sev}'><span class='badge {sev}'>{sev}</span>"
-            f"<b>{esc(f.kind)}</b>"
-            + (f" in {shown}" if shown else "")
-            + f"<p>{esc(f.message)}</p>"
-            + (
-                f"<details class='evidence'><summary>evidence</summary>{evidence}</details>"
-                if evidence
-                else ""
-            )
-            + (f"<div>Remedies to try: {remedies}</div>" if remedies else "")
-            + "</div>"
-        )
+    parts += [finding_block(f, open_evidence=open_evidence) for f in diagnosis.findings]
     return "\n".join(parts)
+
+
+def finding_block(finding: Finding, *, open_evidence: bool = False) -> str:
+    """One finding's block; its evidence folded unless ``open_evidence``."""
+    f = finding
+    sev = esc(f.severity)
+    layers = [str(x) for x in f.layers or []]
+    shown = ", ".join(f"<code>{esc(x)}</code>" for x in layers[:MAX_LAYERS_LISTED])
+    if len(layers) > MAX_LAYERS_LISTED:
+        shown += f" and {len(layers) - MAX_LAYERS_LISTED} more"
+    evidence = "".join(
+        f"<span>{esc(k)} = {escape(sig3(v))}</span>" for k, v in (f.evidence or {}).items()
+    )
+    remedies = ", ".join(f"<code>{esc(r)}</code>" for r in f.remedies or [])
+    opened = " open" if open_evidence else ""
+    return (
+        f"<div class='finding sev-{sev}'><span class='badge {sev}'>{sev}</span>"
+        f"<b>{esc(f.kind)}</b>"
+        + (f" in {shown}" if shown else "")
+        + f"<p>{esc(f.message)}</p>"
+        + (
+            f"<details class='evidence'{opened}><summary>evidence</summary>{evidence}</details>"
+            if evidence
+            else ""
+        )
+        + (f"<div>Remedies to try: {remedies}</div>" if remedies else "")
+        + "</div>"
+    )
 
 
 def prescriptions_html(prescriptions: Iterable[Any] | None) -> str:

@@ -19,6 +19,7 @@ CRITICAL vanishing  layers: fc0
 from __future__ import annotations
 
 import io
+import math
 import os
 import sys
 import textwrap
@@ -42,6 +43,7 @@ __all__ = [
     "render",
     "render_diagnosis",
     "render_finding",
+    "trace_text",
     "trial_text",
     "use_color",
     "verdict",
@@ -134,6 +136,9 @@ def paint(text: str, style: str, color: bool) -> str:
 def verdict(diagnosis: Diagnosis, color: bool = False) -> str:
     """One line: healthy, or the kinds found with their severities, worst first."""
     serious = diagnosis.at_least("warning")
+    if diagnosis.verdict == "unknown":
+        why = printable(diagnosis.reason or "the run could not be judged")
+        return paint(f"Verdict: UNKNOWN - {why}.", "warning", color)
     if not serious:
         steps = diagnosis.meta.get("recorded_steps")
         where = f" in {printable(steps)} recorded steps" if steps else ""
@@ -281,6 +286,28 @@ def layer_table(trace: Trace, color: bool = False) -> str:
         for j in frozen:
             lines[j] = paint(lines[j], "dim", True)
     return "\n".join(lines)
+
+
+def trace_text(trace: Trace) -> str:
+    """A Trace as text (``print(trace)``): what was recorded, then the per-layer table.
+
+    >>> from gradientflow.trace import Trace
+    >>> print(trace_text(Trace.build(["fc1"], steps=[0, 1], grad_norm=[[0.5], [0.25]],
+    ...                              loss=[2.3, 1.2])))
+    Trace: 1 layers, 2 recorded steps (steps 0-1). Loss 2.3 -> 1.2.
+    <BLANKLINE>
+    Per layer (input to output, latest measured values):
+    depth  layer  kind    grad norm  rel update  dead  saturated
+    0      fc1    Linear  2.50e-01   -           -     -
+    """
+    steps = trace.steps
+    span = f" (steps {int(steps[0])}-{int(steps[-1])})" if steps.size else ""
+    line = f"Trace: {trace.n_layers} layers, {trace.n_records} recorded steps{span}."
+    finite = [float(x) for x in trace.loss if math.isfinite(x)]
+    if finite:
+        line += f" Loss {finite[0]:.4g} -> {finite[-1]:.4g}."
+    table = "Per layer (input to output, latest measured values):\n" + layer_table(trace)
+    return f"{line}\n\n{table}"
 
 
 def trial_text(table: Any, steps: int) -> str:

@@ -122,7 +122,9 @@ class TrialTable:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def __str__(self) -> str:
-        metric = self.metric_name or "metric"
+        from gradientflow.report._format import printable
+
+        metric = printable(self.metric_name or "metric")
         head = [
             "remedy",
             "lr",
@@ -135,13 +137,13 @@ class TrialTable:
         ]
         body = [
             [
-                r.name,
+                printable(r.name),
                 f"{r.lr:.3g}",
                 _num(r.final_loss),
                 _num(r.best_loss),
                 _num(r.metric),
                 _sci(r.grad_ratio),
-                ", ".join(r.findings) or ("(error)" if r.error else "-"),
+                printable(", ".join(r.findings)) or ("(error)" if r.error else "-"),
                 f"{r.wall_s:.1f}",
             ]
             for r in self.rows
@@ -152,11 +154,17 @@ class TrialTable:
             for row in [head, *body]
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        errors = [f"  {r.name}: {r.error}" for r in self.rows if r.error]
+        errors = [f"  {printable(r.name)}: {printable(r.error)}" for r in self.rows if r.error]
         return "\n".join(lines + (["errors:", *errors] if errors else []))
 
     def __repr__(self) -> str:
-        return f"TrialTable({len(self.rows)} rows, best={self.best.name!r})"
+        best = self.rows[0].name if self.rows else None
+        return f"TrialTable({len(self.rows)} rows, best={best!r})"
+
+    def _repr_html_(self) -> str:
+        from gradientflow.report.html_display import trial_html
+
+        return trial_html(self)
 
 
 def _num(x: float) -> str:

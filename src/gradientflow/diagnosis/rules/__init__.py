@@ -26,6 +26,10 @@ RULE_MODULES: tuple[str, ...] = (
     "weights_to_zero",
     "stagnation",
     "through_time",
+    "attention_logits",
+    "attention_entropy",
+    "output_logits",
+    "post_ln",
 )
 
 

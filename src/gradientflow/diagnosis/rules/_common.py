@@ -32,6 +32,7 @@ __all__ = [
     "activation_fractions",
     "chain_layers",
     "dominant_activation",
+    "finite_rows",
     "fmt",
     "geometric_gain",
     "gradient_profile",
@@ -212,6 +213,18 @@ def remedies_for_activation(activation: str | None) -> list[str]:
     return ["add_batchnorm", "add_residual", "reinit:he", "layerwise_pretrain"]
 
 
+def finite_rows(trace: Trace) -> np.ndarray:
+    """The records before the first non-finite gradient, loss or weight (all of them when none).
+
+    A NaN weight is not a zero weight and a NaN activation is not a dead unit: the rules that
+    count those read only these rows (NaN/Inf are the ``nonfinite`` rule's business).
+    """
+    from gradientflow.diagnosis.rules.nonfinite import first_bad_row
+
+    first = first_bad_row(trace)
+    return np.arange(trace.n_records if first is None else first)
+
+
 def activation_fractions(
     trace: Trace, metric: str, activations: frozenset[str]
 ) -> tuple[dict[int, float], str]:
@@ -221,7 +234,8 @@ def activation_fractions(
     layer). Uses the last ``RECENT_ROWS`` records where it was measured (full steps only, every
     50th step by default). Returns ({layer index: fraction}, window).
     """
-    measured = np.flatnonzero(np.isfinite(trace.metrics[metric]).any(axis=1))
+    ok = finite_rows(trace)
+    measured = ok[np.isfinite(trace.metrics[metric][ok]).any(axis=1)]
     rows = measured[-RECENT_ROWS:]
     prof = median_profile(trace, metric, rows)
     out = {

@@ -32,18 +32,24 @@ from typing import Any
 
 import numpy as np
 
+from gradientflow import kinds
 from gradientflow.diagnosis.findings import SEVERITIES, Finding, Severity
 from gradientflow.diagnosis.rules._common import (
-    EARLY_STEPS,
     chain_layers,
     dominant_activation,
     fmt,
     geometric_gain,
     log_profile,
-    trainable_layers,
     window_label,
     windows,
 )
+from gradientflow.diagnosis.rules._spikes import (
+    GROWTH_WARNING,
+    SPIKE_CRITICAL,
+    SPIKE_FACTOR,
+    spike_severity,
+)
+from gradientflow.diagnosis.rules._spikes import spike as spike_of
 from gradientflow.trace import Trace
 
 #: Growth with depth (first/last back-propagated gradient, or last/first activation RMS).
@@ -52,38 +58,7 @@ DEPTH_WARNING = 10.0
 #: Critical above 30x. (ReLU at sigma_w^2 = 3, i.e. default init x3, gives sqrt(1.5)^19 = 47x over
 #: 20 layers in the mean-field limit; about 23x measured at width 64 with biases.)
 DEPTH_CRITICAL = 30.0
-#: A step whose global gradient norm exceeds this multiple of the median of the preceding
-#: records is a spike (an order of magnitude; Pascanu et al. 2013 motivate clipping by such
-#: sudden jumps).
-SPIKE_FACTOR = 10.0
-#: A spike this large (or growth this large over the run) is critical.
-SPIKE_CRITICAL = 1e3
-#: Records looked back on for the spike's baseline, and the fewest needed.
-SPIKE_LOOKBACK = 20
-SPIKE_MIN_HISTORY = 5
-#: Records looked ahead: a spike is transient, so it must also stand above the median of the
-#: next few (a norm that rises to a new level and stays is growth, judged by GROWTH_WARNING;
-#: e.g. the first steps after a zero-initialised head).
-SPIKE_LOOKAHEAD = 5
-#: Median global norm of the last tenth of the records over that of the first half: sustained
-#: growth.
-GROWTH_WARNING = 1e2
 MIN_CHAIN = 3
-#: Records after a spike used to judge whether the run recovered, and the fewest needed (with
-#: fewer, at the end of a run, recovery cannot be seen yet and the spike is only reported).
-RECOVERY_RECORDS = 20
-RECOVERY_MIN = SPIKE_LOOKAHEAD
-#: Recovered: the median gradient norm after the spike is back within sqrt(SPIKE_FACTOR) (the
-#: geometric midpoint between "its level" and "a spike") of the median before it ...
-RECOVERY_NORM = float(np.sqrt(SPIKE_FACTOR))
-#: ... and the median loss after it is at most this multiple of the median loss before (the
-#: mini-batch noise of a median of 20 losses; the spikes of the healthy lab runs measured
-#: 0.78-1.02; a spike that throws the weights off sends the loss up by multiples or to NaN).
-RECOVERY_LOSS = 1.5
-#: ... and below this fraction of the loss at the start (steps 0-19): the run is learning (the
-#: spikes of a stalled run are no recovery; the healthy lab runs measured 0.001-0.74 after
-#: their spikes, a 20-layer ReLU net killed by lr 0.08: 0.97-1.04).
-RECOVERY_PROGRESS = 0.9
 #: A growth with depth seen only in the recent window is only "info" when the recent median
 #: loss is at most this fraction of the early one (the training has clearly progressed).
 LOSS_IMPROVED = 0.5
@@ -108,10 +83,28 @@ def _additive(rel: np.ndarray) -> bool:
     return bool(np.exp(slope * (n - 1)) <= DEPTH_WARNING)
 
 
+def _past_norms(trace: Trace, grad: np.ndarray) -> np.ndarray:
+    """``out_grad_norm`` with each layer that feeds a normalisation layer read at the norm's
+    output instead.
+
+    A BatchNorm/LayerNorm divides its input by the input's own scale, so the gradient reaching
+    the layer before it is inversely proportional to that layer's arbitrary output scale (a
+    small first convolution feeding BatchNorm gets a large dL/ds: 4x in the zoo's ResNet-18
+    with a per-layer ratio near 1 elsewhere). The gradient at the normalised signal is the
+    scale-free one along the network's path.
+    """
+    out = grad.copy()
+    for j in range(trace.n_layers - 1):
+        nxt = trace.layers[j + 1]
+        if nxt.kind in kinds.NORM_KINDS and np.isfinite(grad[j + 1]) and grad[j + 1] > 0:
+            out[j] = grad[j + 1]
+    return out
+
+
 def _growths(trace: Trace, rows: np.ndarray, chain: list[int]) -> list[dict[str, Any]]:
     """Growth of dL/ds toward the input, and of hidden activations toward the output."""
     out = []
-    grad = log_profile(trace, "out_grad_norm", rows)
+    grad = _past_norms(trace, log_profile(trace, "out_grad_norm", rows))
     used = _measured(grad, chain)
     if used:
         rel = grad[used] / grad[used[-1]]
@@ -171,96 +164,6 @@ def _depth(trace: Trace) -> dict[str, Any] | None:
         not out["at_start"] and out["loss_recent_to_early"] <= LOSS_IMPROVED
     )
     return out
-
-
-def _jumps(g: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """For each finite record, its norm over the larger of the medians before and after it."""
-    jumps = np.zeros(finite.size)
-    for i in range(SPIKE_MIN_HISTORY, finite.size):
-        base = float(np.median(g[finite[max(0, i - SPIKE_LOOKBACK) : i]]))
-        after = g[finite[i + 1 : i + 1 + SPIKE_LOOKAHEAD]]
-        if after.size:
-            base = max(base, float(np.median(after)))
-        jumps[i] = g[finite[i]] / base if base > 0 else 0.0
-    return jumps
-
-
-def _recovery(trace: Trace, finite: np.ndarray, i: int) -> str:
-    """Did the run recover from the spike at ``finite[i]``? ``recovered``, ``not recovered``,
-    ``too recent`` (too few records after it) or ``unknown`` (no loss recorded)."""
-    g, loss = trace.scalars["global_grad_norm"], trace.scalars["loss"]
-    r = int(finite[i])
-    span = slice(r + 1, r + 1 + RECOVERY_RECORDS)
-    before = finite[max(0, i - SPIKE_LOOKBACK) : i]
-    lb, la = loss[before], loss[span]
-    lb = lb[np.isfinite(lb)]
-    # Inf anywhere after it, or a loss that was recorded before and is NaN now: it blew up
-    if np.isinf(g[span]).any() or np.isinf(la).any() or (lb.size and np.isnan(la).any()):
-        return "not recovered"
-    after = finite[(finite > r) & (finite < r + 1 + RECOVERY_RECORDS)]
-    if after.size < RECOVERY_MIN:
-        return "too recent" if trace.n_records - r - 1 < RECOVERY_MIN else "not recovered"
-    if not lb.size or np.isnan(la).all():
-        return "unknown"
-    start = loss[: r + 1][trace.steps[: r + 1] < EARLY_STEPS]
-    start = start[np.isfinite(start)]
-    norm_ok = np.median(g[after]) <= RECOVERY_NORM * np.median(g[before])
-    loss_ok = np.median(la) <= RECOVERY_LOSS * np.median(lb)
-    learning = not start.size or np.median(la) <= RECOVERY_PROGRESS * np.median(start)
-    return "recovered" if norm_ok and loss_ok and learning else "not recovered"
-
-
-def _spike_severity(jump: float, recovery: str | None) -> int:
-    """0 info, 1 warning, 2 critical; a recovered (or too recent) spike one level down."""
-    level = 2 if jump > SPIKE_CRITICAL else 1
-    return level - 1 if recovery in ("recovered", "too recent") else level
-
-
-def _spike(trace: Trace) -> dict[str, Any] | None:
-    """The worst transient jump of the global gradient norm over its surroundings, if any."""
-    g = trace.scalars["global_grad_norm"]
-    finite = np.flatnonzero(np.isfinite(g) & (g > 0))
-    jumps = _jumps(g, finite)
-    growth = float("nan")
-    if finite.size >= 2 * SPIKE_MIN_HISTORY:
-        # the last tenth against the first half: an unusually small start (a zero-initialised
-        # head) is not mistaken for growth
-        k = max(SPIKE_MIN_HISTORY, finite.size // 10)
-        growth = float(np.median(g[finite[-k:]]) / np.median(g[finite[: finite.size // 2]]))
-    spikes = np.flatnonzero(jumps > SPIKE_FACTOR)
-    if not spikes.size and not growth > GROWTH_WARNING:
-        return None
-    judged = [(i, _recovery(trace, finite, int(i))) for i in spikes]
-    i, recovery = max(
-        judged,
-        key=lambda ir: (_spike_severity(jumps[ir[0]], ir[1]), jumps[ir[0]]),
-        default=(int(np.argmax(jumps)) if jumps.size else -1, None),
-    )
-    out: dict[str, Any] = {
-        "max_jump": float(jumps[i]) if i >= 0 else 0.0,
-        "growth": growth,
-        "n_spikes": int(spikes.size),
-        "recovery": recovery,
-    }
-    if i >= 0:
-        r = int(finite[i])
-        out["step"] = int(trace.steps[r])
-        out["global_grad_norm"] = float(g[r])
-        out["layers"] = _jumped_layers(trace, r)
-    return out
-
-
-def _jumped_layers(trace: Trace, r: int) -> list[str]:
-    """The layers whose own gradient norm jumped at record ``r``."""
-    own = trace.metrics["grad_norm"]
-    before = own[max(0, r - SPIKE_LOOKBACK) : r]
-    jumped = [
-        j
-        for j in trainable_layers(trace)
-        if np.isfinite(before[:, j]).any()
-        and own[r, j] > SPIKE_FACTOR * np.median(before[np.isfinite(before[:, j]), j])
-    ]
-    return [trace.layers[j].name for j in jumped]
 
 
 #: Remedies for this rule's findings, best first: a spike or growth over time. A growth with
@@ -334,7 +237,7 @@ def _severity(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> Sev
         level = 2 if depth["first_to_last"] > DEPTH_CRITICAL else 1
         levels.append(0 if depth["harmless_so_far"] else level)
     if spike is not None and spike["max_jump"] > SPIKE_FACTOR:
-        levels.append(_spike_severity(spike["max_jump"], spike["recovery"]))
+        levels.append(spike_severity(spike["max_jump"], spike["recovery"]))
     if spike is not None and spike["growth"] > GROWTH_WARNING:
         levels.append(2 if spike["growth"] > SPIKE_CRITICAL else 1)
     return SEVERITIES[max(levels)]
@@ -342,7 +245,7 @@ def _severity(depth: dict[str, Any] | None, spike: dict[str, Any] | None) -> Sev
 
 def rule(trace: Trace) -> list[Finding]:
     """Report gradients or activations that grow with depth, or gradient-norm spikes."""
-    depth, spike = _depth(trace), _spike(trace)
+    depth, spike = _depth(trace), spike_of(trace)
     if depth is None and spike is None:
         return []
     layers = set((depth or {}).get("layers", [])) | set((spike or {}).get("layers", []))

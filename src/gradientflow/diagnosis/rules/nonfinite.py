@@ -69,6 +69,15 @@ def _masks(trace: Trace) -> dict[str, np.ndarray]:
     return {"layer_grad": layer_grad, "grad": grad_row, "weight": weight_row, "loss": loss_row}
 
 
+def first_bad_row(trace: Trace) -> int | None:
+    """The first record with a non-finite gradient, loss or weight (None when there is none)."""
+    if trace.n_records == 0:
+        return None
+    mk = _masks(trace)
+    idx = np.flatnonzero(mk["grad"] | mk["weight"] | mk["loss"])
+    return int(idx[0]) if idx.size else None
+
+
 def _first(trace: Trace, mask: np.ndarray) -> int | None:
     idx = np.flatnonzero(mask)
     return int(trace.steps[idx[0]]) if idx.size else None
@@ -108,7 +117,11 @@ def rule(trace: Trace) -> list[Finding]:
             "Mixed precision does this when the loss scale is too high; a few are normal."
         )
         return [Finding("nonfinite", severity, blamed, ev, msg, ["clip_gradients", "lower_lr"])]
-    severity = "critical" if ev["persists"] or ev["first_weight_step"] is not None else "warning"
+    # from the very first record: the run never computed a finite step
+    from_start = first_row == 0
+    ev["from_start"] = from_start
+    critical = ev["persists"] or ev["first_weight_step"] is not None or from_start
+    severity = "critical" if critical else "warning"
     remedies = list(REMEDIES["nonfinite"])
     return [Finding("nonfinite", severity, blamed, ev, _message(ev, blamed), remedies)]
 

@@ -53,6 +53,16 @@ RISE = 0.1
 #: SGD/Adam updates are ~1e-3 of the weights. (The median would mislead: with vanishing
 #: gradients the lower layers barely move while the top ones move fine.)
 TINY_UPDATE = 1e-5
+#: A rise of more than this many noise margins is no plateau: the loss is going up, which for an
+#: adversarial loss (a GAN discriminator's, as the generator improves) is normal and for any
+#: other is the exploding rule's business; reported as info. Three margins: a flat loss crosses
+#: one margin about 5% of the time, three about never.
+RISING = 3.0
+#: Roles (``trace.meta["role"]``, set by the user) whose loss is not expected to fall.
+ADVERSARIAL_ROLES = frozenset({"discriminator", "critic", "adversarial"})
+#: The starting loss is the median of the first few logged losses (not of the first fifth of
+#: the run: a fast initial drop would raise the bar that later progress is judged against).
+START_RECORDS = 5
 #: No progress at all over this many steps is critical.
 CRITICAL_STEPS = 100
 
@@ -69,15 +79,16 @@ def _progress(trace: Trace) -> dict[str, Any] | None:
     if idx.size < MIN_RECORDS or trace.steps[idx[-1]] - trace.steps[idx[0]] < MIN_STEPS:
         return None
     values = loss[idx]
-    k = max(5, idx.size // 5)
-    start, end = float(np.median(values[:k])), float(np.median(values[-k:]))
+    k = max(START_RECORDS, idx.size // 5)
+    start = float(np.median(values[:START_RECORDS]))
+    end = float(np.median(values[-k:]))
     mid_at = idx.size // 2
     mid = float(np.median(values[max(0, mid_at - k // 2) : mid_at + (k + 1) // 2]))
     scale = abs(start)
     if scale == 0:
         return None
     # standard error of the difference of two medians of k noisy values (1.25 sigma / sqrt k each)
-    margin = 2 * 1.25 * _noise(values) * float(np.sqrt(2 / k))
+    margin = 2 * 1.25 * _noise(values) * float(np.sqrt(1 / k + 1 / START_RECORDS))
     return {
         "loss_start": start,
         "loss_mid": mid,
@@ -110,6 +121,9 @@ def rule(trace: Trace) -> list[Finding]:
     )
     if total < -RISE or not (never or plateau):
         return []
+    role = str(trace.meta.get("role", "")).lower()
+    if total < -RISING * ev["noise_margin"] or role in ADVERSARIAL_ROLES:
+        return [_rising(trace, ev, role)]
     ev["largest_rel_update"] = upd = _largest_update(trace)
     severity: Severity = "critical" if never and ev["steps"] >= CRITICAL_STEPS else "warning"
     better = f"{pct(total)} better" if total >= 0.005 else "no better"
@@ -137,3 +151,21 @@ def rule(trace: Trace) -> list[Finding]:
         remedies = [*remedies_for_activation(dominant_activation(trace, layers)), "raise_lr"]
     names = [trace.layers[j].name for j in layers]
     return [Finding("stagnation", severity, names, ev, msg, remedies)]
+
+
+def _rising(trace: Trace, ev: dict[str, Any], role: str) -> Finding:
+    """Info: a loss that rises beyond its noise (or one declared adversarial) is no plateau."""
+    ev["role"] = role or None
+    why = (
+        f"this run is declared a {role}, whose loss is not expected to fall"
+        if role in ADVERSARIAL_ROLES
+        else "a loss that goes up is not stagnating: for a GAN discriminator it is normal (it "
+        "rises as the generator improves, toward log 4 = 1.39 at equilibrium); otherwise the "
+        "learning rate may be too high"
+    )
+    msg = (
+        f"The loss went from {ev['loss_start']:.4g} to {ev['loss_end']:.4g} over {ev['steps']} "
+        f"steps: {why}."
+    )
+    names = [trace.layers[j].name for j in trainable_layers(trace)]
+    return Finding("stagnation", "info", names, ev, msg, [])

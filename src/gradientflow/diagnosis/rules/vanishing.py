@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gradientflow.diagnosis.depth import first_over_last
+from gradientflow.diagnosis.depth import block_profile, block_stack, first_over_last
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.diagnosis.rules._common import (
     chain_layers,
@@ -37,6 +37,7 @@ from gradientflow.diagnosis.rules._common import (
     fmt,
     geometric_gain,
     gradient_profile,
+    log_profile,
     median_profile,
     q,
     remedies_for_activation,
@@ -66,20 +67,82 @@ SIGN1_RATIO = 0.1
 MIN_CHAIN = 3
 
 
-def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> tuple[float, float, float]:
-    """(lower rel_update, top rel_update, lower/top) over the bottom and top thirds."""
-    rel = median_profile(trace, "rel_update", rows)[chain]
+def _sign1(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any]:
+    """Sign 1 over the bottom and top thirds of ``chain``: lower and top relative update and
+    their ratio, read on the window's records where ``rel_update`` was measured, or on the
+    latest one before the window's end when it holds none (full statistics come every 50th
+    step by default, so a 20-record window may hold none); None where it was never measured,
+    and ``sign1_window`` says which records were used."""
+    rel_all = trace.metrics["rel_update"][:, chain]
+    measured = np.flatnonzero(np.isfinite(rel_all).any(axis=1))
+    inside = np.intersect1d(measured, rows)
+    # the window's own measurements, else the latest one before its end
+    before = measured[measured <= rows[-1]][-1:] if rows.size else measured[:0]
+    measured = inside if inside.size else before
+    out: dict[str, Any] = {
+        "sign1_lower_rel_update": None,
+        "sign1_top_rel_update": None,
+        "sign1_ratio": None,
+        "sign1_window": window_label(trace, measured),
+    }
+    if not measured.size:
+        return out
+    rel = median_profile(trace, "rel_update", measured)[chain]
     third = max(1, len(chain) // 3)
     lower, top = rel[:third], rel[-third:]
     lower, top = lower[np.isfinite(lower)], top[np.isfinite(top)]
     if not lower.size or not top.size:
-        return float("nan"), float("nan"), float("nan")
+        return out
     lo, hi = float(np.median(lower)), float(np.median(top))
-    return lo, hi, (lo / hi if hi > 0 else float("nan"))
+    out["sign1_lower_rel_update"], out["sign1_top_rel_update"] = lo, hi
+    out["sign1_ratio"] = lo / hi if hi > 0 else None
+    return out
+
+
+def _s1(ev: dict[str, Any]) -> float:
+    """The sign-1 ratio, NaN when it was not measured."""
+    return float("nan") if ev["sign1_ratio"] is None else float(ev["sign1_ratio"])
+
+
+def _stack_evidence(
+    trace: Trace, rows: np.ndarray, stack: tuple[str, list[dict[str, int]]]
+) -> dict[str, Any] | None:
+    """The numbers for one window along a stack of repeated blocks (block to block)."""
+    prefix, blocks = stack
+    members = sorted(j for b in blocks for j in b.values())
+    metric = "out_grad_norm"
+    profile = log_profile(trace, metric, rows)
+    if not np.isfinite(profile[members]).all():
+        metric, profile = "grad_norm", log_profile(trace, "grad_norm", rows)
+    rel = block_profile(profile, blocks)
+    if not np.isfinite(rel).all():
+        return None
+    ratio, n = float(rel[0]), len(blocks)
+    names = [f"{prefix}.{i}" for i in range(n)]
+    below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
+    return {
+        "metric": metric,
+        "compared": "blocks",
+        "window": window_label(trace, rows),
+        "first_layer": names[0],
+        "last_layer": names[-1],
+        "n_layers": n,
+        "first_to_last": ratio,
+        "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
+        "depth_below_1e-3": (n - 1 - below[0]) if below else None,
+        "layer_below_1e-3": names[below[0]] if below else None,
+        **_sign1(trace, rows, members),
+        "relative_gradient": [float(x) for x in rel],
+        "layers_used": names,
+        "block_members": sorted(blocks[0]),
+    }
 
 
 def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any] | None:
     """The numbers for one window, or None when the window cannot be judged."""
+    stack = block_stack(trace)
+    if stack is not None:
+        return _stack_evidence(trace, rows, stack)
     profile, metric, chain = gradient_profile(trace, rows, chain)
     if len(chain) < MIN_CHAIN:
         return None
@@ -90,7 +153,6 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
     ratio = float(first_over_last(profile, chain))
     n = len(chain)
     below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
-    lo, hi, s1 = _sign1(trace, rows, chain)
     return {
         "metric": metric,
         "window": window_label(trace, rows),
@@ -101,16 +163,15 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
         "per_layer_gain": geometric_gain(ratio, n - 1) if ratio > 0 else 0.0,
         "depth_below_1e-3": (n - 1 - below[0]) if below else None,
         "layer_below_1e-3": trace.layers[chain[below[0]]].name if below else None,
-        "sign1_lower_rel_update": lo,
-        "sign1_top_rel_update": hi,
-        "sign1_ratio": s1,
+        **_sign1(trace, rows, chain),
         "relative_gradient": [float(x) for x in rel],
         "layers_used": [trace.layers[j].name for j in chain],
+        "compared": "layers",
     }
 
 
 def _severity(ev: dict[str, Any]) -> Severity | None:
-    ratio, s1 = ev["first_to_last"], ev["sign1_ratio"]
+    ratio, s1 = ev["first_to_last"], _s1(ev)
     if ratio < CRITICAL_RATIO:
         lower_still_moves = np.isfinite(s1) and s1 >= SIGN1_RATIO
         return "warning" if lower_still_moves else "critical"
@@ -150,7 +211,7 @@ def _message(ev: dict[str, Any], activation: str | None) -> str:
         parts.append(
             f"The layers' inputs come through {activation}, whose slope is at most {bound}."
         )
-    s1 = ev["sign1_ratio"]
+    s1 = _s1(ev)
     if s1 == 0:
         parts.append("Sign 1: the lowest layers' weights do not change at all.")
     elif np.isfinite(s1) and s1 < SIGN1_RATIO:
@@ -164,6 +225,15 @@ def _message(ev: dict[str, Any], activation: str | None) -> str:
             "rescales the small gradients), so they do learn, on a weak signal."
         )
     return " ".join(parts)
+
+
+def _blamed(trace: Trace, ev: dict[str, Any]) -> list[str]:
+    """The layers (or every layer of the blocks) under 1/100 of the top's gradient."""
+    rel = np.asarray(ev["relative_gradient"])
+    low = {n for n, r in zip(ev["layers_used"], rel, strict=True) if r < WARNING_RATIO}
+    if ev["compared"] == "blocks":
+        return [x.name for x in trace.layers if any(x.name.startswith(b + ".") for b in low)]
+    return [x.name for x in trace.layers if x.name in low]
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -184,9 +254,7 @@ def rule(trace: Trace) -> list[Finding]:
         ev["early_first_to_last"] = judged[0][1]["first_to_last"]
     if severity is None:
         return []
-    rel = np.asarray(ev["relative_gradient"])
-    used = [trace.layer_index(n) for n in ev["layers_used"]]
-    blamed = [trace.layers[j].name for j, r in zip(used, rel, strict=True) if r < WARNING_RATIO]
+    blamed = _blamed(trace, ev)
     activation = dominant_activation(trace, chain)
     ev["activation"] = activation
     return [

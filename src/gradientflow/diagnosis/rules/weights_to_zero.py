@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradientflow.diagnosis.findings import Finding, Severity
-from gradientflow.diagnosis.rules._common import fmt, pct, trainable_layers
+from gradientflow.diagnosis.rules._common import finite_rows, fmt, pct, trainable_layers
 from gradientflow.trace import Trace
 
 #: Remedies for this rule's findings, best first.
@@ -48,9 +48,11 @@ def _first_last(col: np.ndarray, steps: np.ndarray) -> tuple[float, float, int]:
     return float(col[idx[0]]), float(col[idx[-1]]), int(steps[idx[-1]] - steps[idx[0]])
 
 
-def _judge(trace: Trace, j: int) -> tuple[Severity, dict[str, Any]] | None:
-    w0, w1, span = _first_last(trace.metrics["weight_norm"][:, j], trace.steps)
-    z0, z1, zspan = _first_last(trace.metrics["zero_frac"][:, j], trace.steps)
+def _judge(trace: Trace, j: int, rows: np.ndarray) -> tuple[Severity, dict[str, Any]] | None:
+    """``rows``: the records before any NaN/Inf (a NaN weight is not a zero weight)."""
+    steps = trace.steps[rows]
+    w0, w1, span = _first_last(trace.metrics["weight_norm"][rows, j], steps)
+    z0, z1, zspan = _first_last(trace.metrics["zero_frac"][rows, j], steps)
     norm_ratio = w1 / w0 if span >= MIN_SPAN and w0 > 0 else float("nan")
     rose = zspan >= MIN_SPAN and z1 - z0 >= ZERO_RISE
     severity: Severity | None = None
@@ -70,7 +72,8 @@ def _judge(trace: Trace, j: int) -> tuple[Severity, dict[str, Any]] | None:
 
 def rule(trace: Trace) -> list[Finding]:
     """Report trainable layers whose weights shrink toward zero over the run."""
-    judged = {j: r for j in trainable_layers(trace) if (r := _judge(trace, j)) is not None}
+    rows = finite_rows(trace)
+    judged = {j: r for j in trainable_layers(trace) if (r := _judge(trace, j, rows)) is not None}
     if not judged:
         return []
     severity: Severity = (

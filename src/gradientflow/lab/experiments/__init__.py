@@ -34,6 +34,8 @@ EXPERIMENTS: dict[str, str] = {
     "trainability": "trainability",
     "mnist1d-baselines": "mnist1d_baselines",
     "hardware": "hardware",
+    "qk-layernorm-lr": "qk_layernorm_lr",
+    "post-ln-warmup": "post_ln_warmup",
 }
 
 

@@ -8,7 +8,9 @@ whose ``max_trainable_depth`` (6ξ, from σ_w² and σ_b² read off the drawn we
 "trainable" when the depth is under it. A cell *trains* when its test accuracy beats 50%
 (chance is 10%).
 
-Criterion: preflight's verdict and the training agree on at least 85% of the cells.
+Criterion: preflight's verdict and the training agree on at least 85% of the cells. Negative
+control: the majority-class guess (every cell trainable, or every cell not, whichever agrees
+more) under the same criterion — a grid that this guess fits would not test the prediction.
 
 >>> r = run(quick=True)  # doctest: +SKIP
 >>> r.passed  # doctest: +SKIP
@@ -28,7 +30,7 @@ from torch import nn
 
 from gradientflow.lab import datasets
 from gradientflow.lab.figures import save_figure
-from gradientflow.lab.record import ExperimentResult, check, sig
+from gradientflow.lab.record import ExperimentResult, check, control, sig, verdict
 from gradientflow.preflight import preflight, theory
 
 CLAIM = (
@@ -40,6 +42,17 @@ SIGMA_B2 = 0.05
 WIDTH = 64
 TRAINS = 0.5  # test accuracy that counts as trained (chance: 0.1)
 AGREEMENT = 0.85
+NEGATIVE_CONTROL = "the majority-class guess (all trainable or all not) under the same criterion"
+
+
+def agrees(label: str, agreement: float) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    check(
+        checks,
+        f"{label}: agrees with the training on ≥ {AGREEMENT:.0%} of cells",
+        agreement >= AGREEMENT,
+    )
+    return checks
 
 
 def build(depth: int, sigma_w2: float, seed: int) -> nn.Sequential:
@@ -88,7 +101,7 @@ def _cell(depth: int, sw2: float, data: datasets.Dataset, steps: int, seed: int)
     }
 
 
-def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
+def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> ExperimentResult:
     """Train the depth × σ_w² grid and compare with preflight's 6ξ."""
     data = datasets.digits()
     depths = (4, 12, 30, 60) if quick else (4, 8, 16, 32, 48, 64, 96)
@@ -96,14 +109,12 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         (0.4, 1.0, 1.76, 4.0, 12.0) if quick else (0.4, 0.7, 1.0, 1.4, 1.76, 2.5, 4.0, 8.0, 16.0)
     )
     steps = 300 if quick else 1000
-    cells = [_cell(d, s, data, steps, seed=0) for d in depths for s in sigma_w2]
+    cells = [_cell(d, s, data, steps, seed=seed) for d in depths for s in sigma_w2]
     agree = float(np.mean([c["predicted_trainable"] == c["trained"] for c in cells]))
-    checks: list[dict[str, Any]] = []
-    check(
-        checks,
-        f"preflight's 6ξ and the training agree on ≥ {AGREEMENT:.0%} of cells",
-        agree >= AGREEMENT,
-    )
+    trained = float(np.mean([c["trained"] for c in cells]))
+    majority = max(trained, 1 - trained)
+    checks = agrees("preflight's 6ξ", agree)
+    negative = control(NEGATIVE_CONTROL, agrees("majority-class guess", majority))
     figures = save_figure(out_dir, "trainability", lambda ax: _plot(ax, cells, sigma_w2, depths))
     return ExperimentResult(
         name="trainability",
@@ -118,9 +129,11 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
             "steps": steps,
             "optimizer": "SGD lr 0.01 m 0.9, clip 10",
             "trained_if_test_accuracy_at_least": TRAINS,
+            "seed": seed,
         },
         measured={
             "agreement": sig(agree, 3),
+            "majority_guess_agreement": sig(majority, 3),
             "disagreements": [
                 f"depth {c['depth']}, σ_w² {c['sigma_w2']}: predicted "
                 f"{'trainable' if c['predicted_trainable'] else 'untrainable'}, accuracy "
@@ -136,8 +149,10 @@ def run(quick: bool = False, out_dir: Path | None = None) -> ExperimentResult:
         },
         paper={"claim": "trainable iff depth ≲ 6ξ (Fig. 4)"},
         criterion=f"agreement ≥ {AGREEMENT:.0%} between depth ≤ 6ξ and test accuracy ≥ {TRAINS}",
-        passed=all(c["passed"] for c in checks),
+        passed=verdict(checks, negative),
         checks=checks,
+        negative_control=negative,
+        seed=seed,
         figures=figures,
         quick=quick,
     )

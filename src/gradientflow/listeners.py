@@ -1,0 +1,127 @@
+"""What the monitor's flushes feed: the run directory, TensorBoard, early warnings.
+
+Each is a :class:`~gradientflow.recorder.Listener`; :func:`listeners_for` makes them from
+``watch()``'s options, so the monitor itself does not know who reads its records.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
+from gradientflow.recorder import Flush, Listener
+from gradientflow.store import TraceWriter
+from gradientflow.trace import Trace
+
+#: ``warn=True`` looks at the run after these many steps, then at every flush.
+WARN_AT_STEPS = (10, 20)
+
+
+class RunDirectory:
+    """Appends every chunk to ``log_dir`` (atomic writes; a killed run loads)."""
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "new") -> None:
+        self.writer = TraceWriter(path, mode=mode)
+        self.failed_extras: dict[str, str] = {}
+
+    def on_flush(self, event: Flush) -> None:
+        self.writer.write_meta(event.layers, event.meta)
+        self.writer.append(event.chunk)
+        for name, arr in event.extras.items():
+            if name in self.failed_extras:
+                continue
+            try:  # one extra that cannot be stored must not stop the recording
+                self.writer.write_extra(name, arr)
+            except Exception as exc:
+                self.failed_extras[name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"gradientflow could not store the extra {name!r} in {self.writer.path}: "
+                    f"{exc}. It stays in the monitor's trace; recording goes on.",
+                    GradientFlowWarning,
+                    stacklevel=2,
+                )
+
+    def close(self, event: Flush) -> None:
+        self.writer.close()  # gives the run directory's lock back
+
+
+class TensorBoardStream:
+    """Writes each chunk's per-layer scalars, and the findings at the end, to TensorBoard."""
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        from gradientflow.report.tensorboard import TensorBoardWriter
+
+        self.tb: Any = TensorBoardWriter(log_dir)
+
+    def on_flush(self, event: Flush) -> None:
+        self.tb.write(Trace.concat(event.layers, [event.chunk]))
+
+    def close(self, event: Flush) -> None:
+        try:
+            if event.layers:
+                trace = event.trace()
+                if trace.n_records:
+                    self.tb.write_diagnosis(event.diagnose(), step=int(trace.steps[-1]))
+        finally:
+            self.tb.close()
+
+
+class CriticalWarnings:
+    """``warn=True``: one Python warning per kind of critical finding, as soon as it shows."""
+
+    def __init__(self) -> None:
+        self.warned: set[str] = set()
+
+    def on_flush(self, event: Flush) -> None:
+        try:
+            diagnosis = event.diagnose()
+        except Exception as exc:  # a failing rule must not stop training
+            warnings.warn(
+                f"gradientflow: diagnosis failed: {exc}", GradientFlowWarning, stacklevel=4
+            )
+            return
+        for finding in diagnosis.findings:
+            if finding.severity == "critical" and finding.kind not in self.warned:
+                self.warned.add(finding.kind)
+                warnings.warn(f"gradientflow: {finding.message}", GradientFlowWarning, stacklevel=4)
+
+    def close(self, event: Flush) -> None:
+        pass
+
+
+def run_mode(overwrite: bool, resume: bool) -> str:
+    """The run directory's mode from ``watch(..., overwrite=, resume=)``.
+
+    >>> run_mode(False, False), run_mode(True, False), run_mode(False, True)
+    ('new', 'overwrite', 'resume')
+    """
+    if overwrite and resume:
+        raise GradientFlowError("watch(): pass overwrite=True or resume=True, not both")
+    return "overwrite" if overwrite else "resume" if resume else "new"
+
+
+def resume_step(listeners: list[tuple[Listener, tuple[int, ...]]]) -> int:
+    """The first step to record: after the last step of a resumed run directory, else 0."""
+    for listener, _ in listeners:
+        if isinstance(listener, RunDirectory):
+            return listener.writer.next_step
+    return 0
+
+
+def listeners_for(
+    log_dir: str | os.PathLike[str] | None,
+    tensorboard: str | os.PathLike[str] | None,
+    warn: bool,
+    mode: str = "new",
+) -> list[tuple[Listener, tuple[int, ...]]]:
+    """The listeners ``watch()``'s options ask for, each with the steps it wants a flush at."""
+    out: list[tuple[Listener, tuple[int, ...]]] = []
+    if log_dir is not None:
+        out.append((RunDirectory(log_dir, mode), ()))
+    if tensorboard is not None:
+        out.append((TensorBoardStream(tensorboard), ()))
+    if warn:
+        out.append((CriticalWarnings(), WARN_AT_STEPS))
+    return out

@@ -1,0 +1,100 @@
+"""Weights and updates per layer: ||w||, the near-zero fraction, ||dw|| and ||dw|| / ||w||.
+
+Measured on full steps only. The weight statistics are read at the optimizer step, before the
+weights move; the update is measured around the step by :class:`~.updates.UpdateMeter` (read
+off the SGD momentum buffer when it can be, a weight copy otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from gradientflow.probes.base import Probe
+from gradientflow.probes.layers import ParamIndex, Scratch, foreach_norm
+from gradientflow.probes.updates import UpdateMeter
+
+__all__ = ["WeightProbe", "weight_stats"]
+
+
+def weight_stats(
+    index: ParamIndex, zero_threshold: float, scratch: Scratch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer weight norm and fraction of entries with ``|w| <= zero_threshold``."""
+    params = [p.detach() for p in index.params]
+    norms = index.per_layer(foreach_norm(params).square(), index.owner_idx).sqrt()
+    large = []
+    for p in params:
+        magnitude = torch.abs(p, out=scratch.like(p))
+        torch.threshold_(magnitude, zero_threshold, 0.0)  # keeps only |w| > threshold ...
+        large.append(magnitude.sign_().sum(dtype=torch.float64))  # ... and counts them
+    n_large = index.per_layer(torch.stack(large), index.owner_idx)
+    return norms, 1.0 - n_large / index.numel
+
+
+class WeightProbe(Probe):
+    """Weight norms, near-zero fractions and updates on full steps.
+
+    >>> import torch
+    >>> from gradientflow.probes.layers import Watched, candidate_modules
+    >>> model = torch.nn.Linear(3, 1, bias=False)
+    >>> torch.nn.init.constant_(model.weight, 0.5)
+    Parameter containing:
+    tensor([[0.5000, 0.5000, 0.5000]], requires_grad=True)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> watched = Watched(model, opt, candidate_modules(model)); watched.build({})
+    >>> probe = WeightProbe(zero_threshold=1e-3); probe.attach(watched)
+    >>> model(torch.ones(1, 3)).sum().backward()
+    >>> before = probe.on_step(0, True); opt.step()
+    >>> after = probe.after_step(0, True, skipped=False)
+    >>> round(float(after["update_norm"][0]), 4), round(float(after["rel_update"][0]), 4)
+    (0.1732, 0.2)
+    """
+
+    layer_columns: ClassVar[Mapping[str, str]] = {
+        "weight_norm": "L2 norm of the layer's parameters",
+        "zero_frac": "fraction of parameters with |w| below the near-zero threshold (sign 2)",
+        "update_norm": "L2 norm of the change the optimizer step made to the parameters, ||dw||",
+        "rel_update": "relative update ||dw|| / ||w|| (the article's sign 1)",
+    }
+
+    def __init__(self, zero_threshold: float = 1e-3) -> None:
+        self.zero_threshold = zero_threshold
+        self._meter: UpdateMeter | None = None
+        self._weight_norm: torch.Tensor | None = None
+
+    def on_step(self, step: int, full: bool) -> Mapping[str, torch.Tensor]:
+        if not full:
+            return {}
+        watched = self.watched
+        if self._meter is None:
+            self._meter = UpdateMeter(watched.index, watched.optimizer)
+        norms, zero = weight_stats(watched.index, self.zero_threshold, watched.scratch)
+        self._weight_norm = norms
+        self._meter.before_step()
+        return {"weight_norm": norms, "zero_frac": zero}
+
+    def after_step(self, step: int, full: bool, skipped: bool) -> Mapping[str, torch.Tensor]:
+        meter, norms = self._meter, self._weight_norm
+        if not full or meter is None or norms is None:
+            return {}
+        if skipped:
+            upd = meter.skipped()
+        elif meter.derived or meter.pending():
+            upd = meter.after_step()
+        else:
+            return {}
+        self._weight_norm = None
+        return {"update_norm": upd, "rel_update": upd / norms}
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "update_method": self._meter.method if self._meter else None,
+            "zero_threshold": self.zero_threshold,
+        }
+
+    def detach(self) -> None:
+        if self._meter is not None:
+            self._meter.release()

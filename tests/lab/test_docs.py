@@ -1,0 +1,53 @@
+"""The lab's numbers in docs/lab.md and the README are generated from docs/lab-results/."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from gradientflow.lab import docs, experiments
+
+
+def test_docs_are_what_the_committed_results_render_to() -> None:
+    assert docs.main(["--check"]) == 0, "run: python -m gradientflow.lab.docs"
+
+
+def test_every_generated_block_is_in_the_docs() -> None:
+    text = "".join(t.read_text() for t in docs.TARGETS)
+    for key in docs.blocks(None, None):
+        assert f"<!-- lab:{key}:begin -->" in text and f"<!-- lab:{key}:end -->" in text, key
+
+
+def test_render_replaces_only_known_blocks() -> None:
+    text = "a\n" + docs.block("x", "old") + "\n" + docs.block("y", "keep") + "\n"
+    assert docs.render(text, {"x": "new"}) == (
+        "a\n" + docs.block("x", "new") + "\n" + docs.block("y", "keep") + "\n"
+    )
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_committed_results_match_the_code(mode: str) -> None:
+    payload = docs.load(mode)
+    if payload is None:
+        pytest.skip(f"no committed {mode} results")
+    runs = payload["results"]
+    assert list(dict.fromkeys(r["name"] for r in runs)) == experiments.names()
+    for r in runs:
+        module = importlib.import_module(
+            f"gradientflow.lab.experiments.{experiments.EXPERIMENTS[r['name']]}"
+        )
+        assert r["claim"] == module.CLAIM, r["name"]
+        assert r["negative_control"]["what"] == module.NEGATIVE_CONTROL, r["name"]
+        assert r["quick"] is (mode == "quick")
+
+
+def test_committed_quick_results_pass_and_every_negative_control_fails() -> None:
+    payload = docs.load("quick")
+    assert payload is not None, (
+        "commit docs/lab-results/quick.json (python -m gradientflow.lab.docs)"
+    )
+    assert len(payload["meta"]["seeds"]) >= 3
+    for r in payload["results"]:
+        assert r["negative_control"]["fails"], (r["name"], r["seed"], r["negative_control"])
+        assert r["passed"], (r["name"], r["seed"], [c for c in r["checks"] if not c["passed"]])
