@@ -35,14 +35,9 @@ from gradientflow.listeners import listeners_for, resume_step, run_mode
 from gradientflow.options import Options, check_arguments
 from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
 from gradientflow.probes.attention import attention_probes
-from gradientflow.recorder import Recorder, loss_value
+from gradientflow.recorder import Recorder, loss_value, run_meta
 from gradientflow.schedule import Schedule
 from gradientflow.trace import Trace
-
-MEASURING_POINT = (
-    "gradients are read at the optimizer step (step pre-hook): after gradient accumulation and, "
-    "under torch.amp.GradScaler, after unscale_, so values are unscaled"
-)
 
 
 class Monitor:
@@ -292,19 +287,15 @@ class Monitor:
         self.recorder.flush(keep=self._manual_pending)
 
     def _meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "model": type(self.model).__name__,
-            "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
-            "measuring_point": MEASURING_POINT,
-            "schedule": self.schedule.to_dict(),
-            "steps_seen": self.step_count,
-            "layer_order": "first use in forward" if self.watched.first_use else "registration",
-            "torch": torch.__version__,
-            "recording_error": self._broken,
-        }
-        if self._failed_steps:
-            meta["failed_optimizer_steps"] = self._failed_steps
-        return meta
+        return run_meta(
+            self.model,
+            self.optimizer,
+            self.schedule,
+            self.watched,
+            self.step_count,
+            self._broken,
+            self._failed_steps,
+        )
 
     @property
     def trace(self) -> Trace:
@@ -314,9 +305,9 @@ class Monitor:
 
     def summary(self) -> str:
         """A per-layer table (depth, name, gradient norm, relative update, dead/saturated)."""
-        from gradientflow.table import format_layer_table
+        from gradientflow.report.terminal import layer_table
 
-        return format_layer_table(self.trace)
+        return layer_table(self.trace)
 
     def diagnose(self) -> Any:
         """The :class:`~gradientflow.Diagnosis` of what was recorded so far."""

@@ -113,11 +113,18 @@ def test_empty_traces_render() -> None:
     assert row == ["0", "a", "Linear", "-", "-", "-", "-"]
 
 
-def test_table_shim_for_monitor_summary_is_the_same_function() -> None:
-    from gradientflow.table import format_layer_table
+def test_monitor_summary_is_the_layer_table_of_its_trace() -> None:
+    import torch
 
-    t = vanishing()
-    assert format_layer_table(t) == layer_table(t)
+    import gradientflow
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    with gradientflow.watch(model) as mon:
+        model(torch.ones(2, 3)).sum().backward()
+        mon.step(loss=1.0)
+    text = mon.summary()
+    assert text == layer_table(mon.trace)
+    assert [line.split()[1] for line in text.splitlines()[1:]] == ["0", "2"]
 
 
 def test_colour_choice(monkeypatch: pytest.MonkeyPatch) -> None:
