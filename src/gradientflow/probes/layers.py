@@ -95,8 +95,6 @@ def optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int] | N
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
 
-
-
 def dense(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [t.coalesce().values() if t.is_sparse else t for t in tensors]
 
