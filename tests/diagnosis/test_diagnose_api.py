@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import gradientflow
+from gradientflow._format import layer_list
 from gradientflow.diagnosis import Diagnosis, Finding, diagnose
 from gradientflow.diagnosis.rules import RULE_MODULES
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._format import layer_list
 from gradientflow.report.terminal import render
 from gradientflow.trace import Trace
 from tests.diagnosis.traces import chain, healthy

@@ -14,8 +14,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from gradientflow._format import printable  # noqa: E402
 from gradientflow.diagnosis import diagnose  # noqa: E402
-from gradientflow.report._format import printable  # noqa: E402
 from gradientflow.report.html import render_html  # noqa: E402
 from gradientflow.report.terminal import layer_table, render  # noqa: E402
 from gradientflow.trace import Trace  # noqa: E402

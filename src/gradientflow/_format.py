@@ -1,9 +1,11 @@
-"""The number and text formatters every report uses (terminal, HTML, TensorBoard, plots).
+"""The number and text formatters of gradientflow: the rules' and preflight's messages and
+every report (terminal, HTML, TensorBoard, plots). Torch-free, at the bottom of the layering.
 
 Names and messages are data: :func:`printable` shows control characters escaped, so a layer
-named ``"\\x1b[2J"`` cannot clear a terminal. Numbers: :func:`number` for evidence (2-3
-significant digits), :func:`sig3` for table cells, :func:`sci` and :func:`pct` for the
-per-layer table, :func:`short` for free-form values.
+named ``"\\x1b[2J"`` cannot clear a terminal. Numbers: :func:`compact` and :func:`percent` in
+the sentences of findings, :func:`number` for evidence (2-3 significant digits), :func:`sig3`
+for table cells, :func:`sci` and :func:`pct` for the per-layer table, :func:`short` for
+free-form values.
 
 >>> printable("fc\\x1b[31m\\x07")
 'fc\\\\x1b[31m\\\\x07'
@@ -45,6 +47,38 @@ def printable(text: Any) -> str:
     return "".join(
         _escape_char(ch) if unicodedata.category(ch) == "Cc" or ch in _BIDI else ch for ch in s
     )
+
+
+def compact(x: float | None, digits: int = 2, small: float = 1e-3, big: float = 1e5) -> str:
+    """A number for a sentence: ``digits`` significant digits, whole under ``big`` once it has
+    more digits than that, and a short scientific form under ``small`` or from ``big`` on.
+
+    >>> compact(0.1412), compact(530.2), compact(1.23e-18), compact(2e5), compact(None)
+    ('0.14', '530', '1.2e-18', '2.0e5', '-')
+    >>> compact(0.0123, digits=3, small=1e-2, big=1e4), compact(float("nan"))
+    ('0.0123', 'nan')
+    """
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax < small or ax >= big:
+        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+    if ax >= 10**digits:
+        return f"{x:.0f}"
+    return f"{x:.{digits}g}"
+
+
+def percent(x: float) -> str:
+    """A fraction as a percentage for a sentence: one decimal under 9.5%.
+
+    >>> percent(0.934), percent(0.0064)
+    ('93%', '0.6%')
+    """
+    return f"{100 * x:.1f}%" if abs(x) < 0.095 else f"{100 * x:.0f}%"
 
 
 def number(x: Any) -> str:
