@@ -1,10 +1,9 @@
 """``watch()`` and the Monitor: per-layer gradient flow from any PyTorch training loop.
 
-The monitor owns every hook handle and nothing else. It reads gradients at one stated point,
-the optimizer step: in the optimizer's step pre-hook, i.e. after gradient accumulation and, under
-``torch.amp.GradScaler``, after ``unscale_`` (``scaler.step`` unscales before it calls
-``optimizer.step``), so the recorded values are the true, unscaled gradients. Pass ``scaler=``
-to also record the steps GradScaler skips because it found inf/NaN.
+The monitor owns every hook handle and the step protocol; the statistics are probes. Gradients
+are read at the optimizer step, after accumulation and GradScaler's ``unscale_`` (with a closure
+or clipping: see :mod:`~gradientflow.stepping`); ``scaler=`` also records the steps GradScaler
+skips because it found inf/NaN.
 
 >>> import torch, gradientflow
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
@@ -37,6 +36,7 @@ from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurre
 from gradientflow.probes.attention import attention_probes
 from gradientflow.recorder import Recorder, loss_value, run_meta
 from gradientflow.schedule import Schedule
+from gradientflow.stepping import read_after_closure, unwrap_optimizer
 from gradientflow.trace import Trace
 
 
@@ -61,6 +61,7 @@ class Monitor:
         overwrite: bool = False,
         resume: bool = False,
     ) -> None:
+        optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.schedule = schedule or Schedule()
@@ -202,9 +203,17 @@ class Monitor:
             self._after(rec, skipped=False)
 
     # ------------------------------------------------------------------ the step protocol
-    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self._stepped = True
-        self._guarded(self._pre_step)
+    def _opt_pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
+        self._stepped = True  # with step(closure): read after the closure's first call
+        read = lambda: self._guarded(self._pre_step)  # noqa: E731
+        return read_after_closure(args, kwargs, read, self._closure_loss, self._closure_failed)
+
+    def _closure_loss(self, loss: torch.Tensor) -> None:
+        if self._pending_loss is None:  # the closure's loss, unless one was logged
+            self._pending_loss = loss
+
+    def _closure_failed(self) -> None:
+        self._failed_steps += 1  # the closure raised before the gradients were read
 
     def _opt_post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._guarded(self._post_step, False, True)
@@ -287,15 +296,8 @@ class Monitor:
         self.recorder.flush(keep=self._manual_pending)
 
     def _meta(self) -> dict[str, Any]:
-        return run_meta(
-            self.model,
-            self.optimizer,
-            self.schedule,
-            self.watched,
-            self.step_count,
-            self._broken,
-            self._failed_steps,
-        )
+        state = (self.step_count, self._broken, self._failed_steps)
+        return run_meta(self.model, self.optimizer, self.schedule, self.watched, *state)
 
     @property
     def trace(self) -> Trace:

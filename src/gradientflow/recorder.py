@@ -27,13 +27,10 @@ import torch
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.probes import Probe, Watched
 from gradientflow.schedule import Schedule
+from gradientflow.stepping import MEASURING_POINT
 from gradientflow.trace import LayerInfo, Trace
 
 Chunk = dict[str, np.ndarray]
-MEASURING_POINT = (
-    "gradients are read at the optimizer step (step pre-hook): after gradient accumulation and, "
-    "under torch.amp.GradScaler, after unscale_, so values are unscaled"
-)
 _FLAGS = ("skipped", "full")  # per-step columns kept on the host as Python values
 
 

@@ -59,6 +59,8 @@ class LayerInfo:
     ``"sigmoid"``, ``"tanh"``, ...), as seen from the autograd graph, or None.
     ``trainable`` is False when none of its parameters requires grad (or none is in the
     optimizer): rules never blame such a layer.
+    ``tied_to`` names the layer that holds (and counts) a parameter this layer shares with it
+    (a language-model head tied to the embedding): the layer's own parameters are the rest.
     """
 
     name: str
@@ -66,8 +68,9 @@ class LayerInfo:
     n_params: int = 0
     trainable: bool = True
     input_activation: str | None = None
+    tied_to: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LayerInfo:
         known = {k: d[k] for k in ("name", "kind", "n_params", "trainable", "input_activation")}
-        return cls(**known)
+        return cls(**known, tied_to=d.get("tied_to"))

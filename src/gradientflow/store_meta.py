@@ -38,6 +38,7 @@ _LAYER_TYPES: dict[str, tuple[type, ...]] = {
     "n_params": (int,),
     "trainable": (bool,),
     "input_activation": (str, type(None)),
+    "tied_to": (str, type(None)),
 }
 
 

@@ -281,7 +281,9 @@ class Trace:
             row: dict[str, Any] = {
                 "depth": j,
                 "name": info.name,
-                "kind": info.kind,
+                "kind": info.kind
+                if info.tied_to is None
+                else f"{info.kind}, tied to {info.tied_to}",
                 "trainable": info.trainable,
             }
             row.update({m: float(v[j]) for m, v in last.items()})

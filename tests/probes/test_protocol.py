@@ -21,7 +21,7 @@ def test_the_trace_schema_is_the_union_of_the_probes_columns() -> None:
     assert set(LAYER_METRICS) >= declared  # (and whatever other probes declared)
     assert declared == {
         "grad_norm", "weight_norm", "update_norm", "rel_update", "zero_frac", "nonfinite",
-        "out_grad_norm", "out_rms", "in_dead_frac", "in_sat_frac",
+        "out_grad_norm", "out_rms", "in_dead_frac", "in_sat_frac", "grad_norm_postclip",
     }  # fmt: skip
     assert set(STEP_SCALARS) >= {"loss", "skipped", "full", "global_grad_norm"}
     assert all(LAYER_METRICS[c] for c in declared)  # each with a description

@@ -172,3 +172,16 @@ def test_report_command_writes_html(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any((tmp_path / "tb").iterdir())
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "holds no gradientflow trace" in capsys.readouterr().err
+
+
+def test_an_unknown_verdict_says_why_everywhere() -> None:
+    from gradientflow.diagnosis.findings import Diagnosis
+    from gradientflow.report.html_findings import verdict_html
+    from gradientflow.report.tensorboard import diagnosis_markdown
+    from gradientflow.report.terminal import verdict
+
+    d = Diagnosis([], reason="recording failed at step 3")
+    assert d.verdict == "unknown" and not d.healthy
+    assert verdict(d) == "Verdict: UNKNOWN - recording failed at step 3."
+    assert "Unknown" in verdict_html(d) and "recording failed at step 3" in verdict_html(d)
+    assert diagnosis_markdown(d).startswith("### Unknown: recording failed at step 3")

@@ -4,6 +4,7 @@
 probe                  columns                                                      file
 =====================  ===========================================================  ==========
 :class:`GradientProbe`  grad_norm, nonfinite; per step global_grad_norm             gradients
+:class:`ClipProbe`      grad_norm_postclip (and pre-clip grad_norm when clipping ran) preclip
 :class:`WeightProbe`    weight_norm, zero_frac, update_norm, rel_update             weights
 :class:`ActivationProbe` in_dead_frac, in_sat_frac, out_grad_norm, out_rms          activations
 :class:`RecurrentProbe` the ``bptt/<layer>/...`` extras (gradient through time)     recurrent
@@ -26,6 +27,7 @@ from gradientflow.probes.activations import ActivationProbe
 from gradientflow.probes.base import Probe
 from gradientflow.probes.gradients import GradientProbe
 from gradientflow.probes.layers import Watched
+from gradientflow.probes.preclip import ClipProbe
 from gradientflow.probes.recurrent import RecurrentProbe, recurrent_probes
 from gradientflow.probes.weights import WeightProbe
 from gradientflow.trace import declare_columns
@@ -33,6 +35,7 @@ from gradientflow.trace import declare_columns
 #: The statistic families every monitor runs, in the order they measure.
 BUILTIN: tuple[type[Probe], ...] = (
     GradientProbe,
+    ClipProbe,
     WeightProbe,
     ActivationProbe,
 )
@@ -42,7 +45,7 @@ def builtin_probes(zero_threshold: float = 1e-3, saturation_eps: float = 0.01) -
     """A fresh instance of each probe in :data:`BUILTIN`, as a monitor runs them.
 
     >>> [type(p).__name__ for p in builtin_probes()]
-    ['GradientProbe', 'WeightProbe', 'ActivationProbe']
+    ['GradientProbe', 'ClipProbe', 'WeightProbe', 'ActivationProbe']
     """
     settings: dict[type[Probe], tuple[float, ...]] = {
         WeightProbe: (zero_threshold,),
@@ -62,6 +65,7 @@ for _probe in BUILTIN:
 __all__ = [
     "BUILTIN",
     "ActivationProbe",
+    "ClipProbe",
     "GradientProbe",
     "Probe",
     "RecurrentProbe",

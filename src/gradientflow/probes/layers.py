@@ -2,8 +2,11 @@
 
 A layer is a module that owns parameters directly (``recurse=False``): its weight and bias are
 measured together. Layers are ordered by depth, i.e. by the order in which the forward pass
-first calls them, not by registration order. A parameter shared by several modules (tied
-weights) belongs to the first of them in depth order and counts once.
+first calls them, not by registration order. A module whose weights its parent uses without
+calling it (``nn.MultiheadAttention``'s ``out_proj``, used through
+``F.multi_head_attention_forward``) is placed where its parent's call ends. A parameter shared
+by several modules (tied weights) belongs to the first of them in depth order and counts once;
+a later module sharing it is marked ``tied_to`` that layer (a tied language-model head).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Layer:
     params: list[nn.Parameter] = field(default_factory=list)
     trainable: bool = True
     input_activation: str | None = None
+    tied_to: str | None = None
 
     def info(self) -> LayerInfo:
         return LayerInfo(
@@ -38,6 +42,7 @@ class Layer:
             n_params=sum(p.numel() for p in self.params),
             trainable=self.trainable,
             input_activation=self.input_activation,
+            tied_to=self.tied_to,
         )
 
 
@@ -59,28 +64,48 @@ def build_layers(
     candidates: list[tuple[str, nn.Module]],
     first_use: dict[int, int],
     optimizer_params: set[int] | None,
+    end_use: dict[str, int] | None = None,
 ) -> list[Layer]:
     """Order candidates by first use and give each parameter to exactly one layer.
 
-    Modules never called in a forward pass keep their registration order, after the used ones.
-    ``optimizer_params`` (ids) marks layers none of whose parameters the optimizer updates as
-    not trainable.
+    ``end_use`` maps module names to the count of first uses seen when their call ended: a
+    module never called sits where its nearest called ancestor's call ended. Modules with
+    neither keep their registration order, after the used ones. ``optimizer_params`` (ids)
+    marks layers none of whose parameters the optimizer updates as not trainable.
     """
-    never = len(candidates) + 10**6
     order = sorted(
         range(len(candidates)),
-        key=lambda i: (first_use.get(id(candidates[i][1]), never), i),
+        key=lambda i: (_position(candidates[i], first_use, end_use or {}), i),
     )
-    seen: set[int] = set()
+    owner: dict[int, str] = {}
     layers: list[Layer] = []
     for i in order:
         name, module = candidates[i]
-        params = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        mine = list(module.parameters(recurse=False))
+        params = [p for p in mine if id(p) not in owner]
         if not params:
             continue  # every parameter is tied to an earlier layer
-        seen.update(id(p) for p in params)
-        layers.append(Layer(name, module, params, _trainable(params, optimizer_params)))
+        tied = next((owner[id(p)] for p in mine if id(p) in owner), None)
+        owner.update((id(p), name) for p in params)
+        layer = Layer(name, module, params, _trainable(params, optimizer_params), tied_to=tied)
+        layers.append(layer)
     return layers
+
+
+def _position(
+    candidate: tuple[str, nn.Module], first_use: dict[int, int], end_use: dict[str, int]
+) -> float:
+    """Where a module sits in the forward pass: its first call, or (never called) just before
+    the first call after its nearest called ancestor's call ended; never seen: at the end."""
+    name, module = candidate
+    if id(module) in first_use:
+        return float(first_use[id(module)])
+    parts = name.split(".")
+    for k in range(len(parts) - 1, -1, -1):
+        ancestor = ".".join(parts[:k])
+        if ancestor in end_use:
+            return end_use[ancestor] - 0.5
+    return float("inf")
 
 
 def _trainable(params: Iterable[nn.Parameter], optimizer_params: set[int] | None) -> bool:
@@ -186,6 +211,7 @@ class Watched:
     index: ParamIndex | None = None
     scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
     first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
+    end_use: dict[str, int] = field(default_factory=dict)  # parent name -> first uses at its end
     _order_handles: list[Any] = field(default_factory=list)
 
     @classmethod
@@ -202,9 +228,24 @@ class Watched:
         for _, module in self.candidates:
             hook = bound_hook(module, stopper, self._note_first_use)
             self._order_handles.append(module.register_forward_pre_hook(hook))
+        for name, parent in self._parents():
+            end = bound_hook(parent, stopper, self._note_end(name))
+            self._order_handles.append(parent.register_forward_hook(end))
 
     def _note_first_use(self, module: nn.Module, args: Any) -> None:
         self.first_use.setdefault(id(module), len(self.first_use))
+
+    def _parents(self) -> list[tuple[str, nn.Module]]:
+        """The modules holding candidates (for those their parent uses without calling)."""
+        names = {name.rpartition(".")[0] for name, _ in self.candidates if "." in name}
+        modules = dict(self.model.named_modules())
+        return [(n, modules[n]) for n in sorted(names) if n in modules]
+
+    def _note_end(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            self.end_use.setdefault(name, len(self.first_use))
+
+        return hook
 
     def stop_following(self) -> None:
         for handle in self._order_handles:
@@ -217,7 +258,9 @@ class Watched:
             return
         self.stop_following()
         order = self.first_use if first_use is None else first_use
-        self.layers = build_layers(self.candidates, order, optimizer_param_ids(self.optimizer))
+        self.layers = build_layers(
+            self.candidates, order, optimizer_param_ids(self.optimizer), self.end_use
+        )
         position = {id(m): i for i, (_, m) in enumerate(self.candidates)}
         self.order = [position[id(layer.module)] for layer in self.layers]
         self.index = ParamIndex(self.layers)

@@ -62,6 +62,9 @@ def verdict_html(
     if diagnosis is None:
         head, cls = "No verdict", "none"
         lines = [esc(problem or "No diagnosis was given.")]
+    elif diagnosis.verdict == "unknown":
+        head, cls = "Unknown", "warning"
+        lines = [esc(diagnosis.reason or "The run could not be judged.")]
     elif diagnosis.healthy:
         head, cls = "Healthy", "healthy"
         lines = ["No vanishing or exploding gradients found."]

@@ -169,7 +169,9 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
     - **critical · vanishing** in `fc0`: Gradients vanish.
       evidence: ratio = 1e-18; remedies: `relu`
     """
-    if diagnosis.healthy:
+    if diagnosis.verdict == "unknown":
+        lines = [f"### Unknown: {_md(diagnosis.reason or 'the run could not be judged')}", ""]
+    elif diagnosis.healthy:
         lines = ["### Healthy: no vanishing or exploding gradients found", ""]
     else:
         n = len(diagnosis.at_least("warning"))

@@ -136,6 +136,9 @@ def paint(text: str, style: str, color: bool) -> str:
 def verdict(diagnosis: Diagnosis, color: bool = False) -> str:
     """One line: healthy, or the kinds found with their severities, worst first."""
     serious = diagnosis.at_least("warning")
+    if diagnosis.verdict == "unknown":
+        why = printable(diagnosis.reason or "the run could not be judged")
+        return paint(f"Verdict: UNKNOWN - {why}.", "warning", color)
     if not serious:
         steps = diagnosis.meta.get("recorded_steps")
         where = f" in {printable(steps)} recorded steps" if steps else ""

@@ -1,0 +1,113 @@
+"""The Lightning callback in a real ``lightning.Trainer`` on CPU: the recorded per-layer norms
+equal, at every optimizer step, the norms of ``p.grad`` taken by the module's own
+``on_before_optimizer_step`` (after backward and accumulation, before clipping)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.integrations.grad_reference import GradSnapshots, assert_matches
+
+L = pytest.importorskip("lightning")
+from gradientflow.integrations.lightning import GradientFlow  # noqa: E402
+from gradientflow.trace import Trace  # noqa: E402
+
+STEPS = 6
+
+
+class Regressor(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(8, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 1)
+        )
+        self.ref = GradSnapshots(self)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return (self.net(x).float() - y).pow(2).mean()
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        self.ref.snap()  # accumulated, unscaled, not yet clipped
+        self.ref.close_step()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+
+def _loader(n: int) -> torch.utils.data.DataLoader:
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(n, 8, generator=g), torch.randn(n, 1, generator=g) * 3
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+
+
+def _fit(tmp_path: Path, report: bool = False, **settings: Any) -> tuple[Regressor, GradientFlow]:
+    torch.manual_seed(0)
+    module = Regressor()
+    callback = GradientFlow(show=False, report=report)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=STEPS,
+        default_root_dir=tmp_path,
+        logger=L.pytorch.loggers.CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+        **settings,
+    )
+    batches = STEPS * settings.get("accumulate_grad_batches", 1)
+    trainer.fit(module, _loader(8 * batches))
+    return module, callback
+
+
+SETTINGS = {
+    "32-true": {},
+    "bf16-mixed": {"precision": "bf16-mixed"},
+    "accumulate-4": {"accumulate_grad_batches": 4},
+    "clip-0.05": {"gradient_clip_val": 0.05},
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_lightning_records_each_steps_true_gradients(tmp_path: Path, name: str) -> None:
+    module, callback = _fit(tmp_path, **SETTINGS[name])
+    assert callback.monitor is not None
+    trace = callback.monitor.trace
+    assert trace.n_records == STEPS and trace.layer_names == ["net.0", "net.2", "net.4"]
+    assert_matches(trace.metrics["grad_norm"], module.ref.per_layer(trace.layer_names))
+    assert np.isfinite(trace.scalars["loss"]).all()
+    post = trace.metrics["grad_norm_postclip"]
+    if name.startswith("clip"):
+        post_global = np.sqrt(np.square(post).sum(axis=1))
+        assert post_global.max() <= 0.05 * (1 + 1e-4)
+        assert trace.scalars["global_grad_norm"].min() > 0.05  # it really clipped every step
+    else:
+        assert np.isnan(post).all()
+
+
+def test_lightning_logs_saves_and_reports(tmp_path: Path) -> None:
+    _, callback = _fit(tmp_path, report=True)
+    run_dir = callback.run_dir
+    assert run_dir is not None and run_dir.parent == tmp_path / "lightning_logs" / "version_0"
+    assert (run_dir / "report.html").is_file()
+    saved = json.loads((run_dir / "diagnosis.json").read_text())
+    assert saved["healthy"] == callback.diagnosis.healthy
+    trace = Trace.load(run_dir)
+    expected = callback.monitor.trace.metrics["grad_norm"]  # type: ignore[union-attr]
+    np.testing.assert_array_equal(trace.metrics["grad_norm"], expected)
+    metrics_csv = run_dir.parent / "metrics.csv"
+    rows = list(csv.DictReader(metrics_csv.open()))
+    logged = [r for r in rows if r.get("gradientflow/grad_norm/net.0")]
+    assert [int(r["step"]) for r in logged] == list(range(STEPS))
+    values = [float(r["gradientflow/grad_norm/net.0"]) for r in logged]
+    np.testing.assert_allclose(values, expected[:, 0], rtol=1e-6)
