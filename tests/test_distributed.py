@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-import dist_train
 from gradientflow.trace import Trace
+from tests import dist_train
 
 HERE = Path(__file__).parent
 RTOL = 1e-5
