@@ -29,7 +29,7 @@ def test_trial_qk_layernorm_beats_baseline_at_high_lr() -> None:
     rows = {r.name: r for r in table}
     base, fixed = rows["baseline"], rows["qk_layernorm"]
     for b, f in zip(base.per_seed, fixed.per_seed, strict=True):
-        assert f["final_loss"] < 0.93 * b["final_loss"], (b["final_loss"], f["final_loss"])
+        assert f.final_loss < 0.93 * b.final_loss, (b.final_loss, f.final_loss)
 
 
 @pytest.mark.slow
