@@ -31,8 +31,10 @@ from typing import Any, Unpack
 import torch
 from torch import nn
 
+from gradientflow import lifetime
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.listeners import listeners_for, resume_step, run_mode
+from gradientflow.loggers import loggers_for
 from gradientflow.options import Options, check_arguments
 from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
 from gradientflow.probes.attention import attention_probes
@@ -62,6 +64,8 @@ class Monitor:
         through_time: bool = True,
         overwrite: bool = False,
         resume: bool = False,
+        wandb: Any = None,
+        mlflow: bool | str | None = None,
     ) -> None:
         optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
@@ -77,6 +81,7 @@ class Monitor:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
         listeners = listeners_for(log_dir, tensorboard, warn, run_mode(overwrite, resume))
+        listeners += loggers_for(wandb, mlflow)
         for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
         self.step_count = resume_step(listeners)  # 0, or where a resumed run left off
@@ -91,9 +96,10 @@ class Monitor:
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> Monitor:
-        """Install the hooks. Returns the monitor (so ``mon = watch(...).attach()`` works)."""
+        """Install the hooks (``watch()`` already did; then this does nothing). Returns the
+        monitor."""
         if self._attached:
-            raise GradientFlowError("Monitor.attach(): already attached")
+            return self
         try:
             self.watched.follow_order()
             if self.optimizer is not None:
@@ -108,12 +114,18 @@ class Monitor:
             raise
         self._prepare(self.step_count)
         self._attached = True
+        lifetime.opened(self)
         return self
 
     def detach(self) -> Trace:
         """Remove every hook (the model is left exactly as before) and return the trace."""
         self._detach()
         return self.trace
+
+    close = detach  # ``mon = watch(model, opt)`` ... ``mon.close()``
+
+    def __del__(self) -> None:
+        lifetime.collected(self)  # still attached: flushed and closed, with a warning
 
     def _detach(self) -> None:
         """Final flush and close; a failure here stops recording, it never raises."""
@@ -125,6 +137,7 @@ class Monitor:
         finally:
             self._remove_hooks()
             self._attached = False
+            lifetime.closed(self)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -342,20 +355,22 @@ class Monitor:
 def watch(
     model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **options: Unpack[Options]
 ) -> Monitor:
-    """Watch ``model``'s gradient flow; returns a :class:`Monitor` (use it with ``with``).
+    """Watch ``model``'s gradient flow; returns an attached :class:`Monitor`.
 
-    With ``optimizer`` the monitor records at every ``optimizer.step()`` by itself. Without
-    one, call ``monitor.step()`` after ``backward()``. The keyword ``options`` (``log_dir``,
-    ``schedule``, ``scaler``, ``warn``, ``tensorboard``, ``probes``, ``through_time``, ...)
-    are described in :class:`~gradientflow.options.Options`.
+    Use it with ``with`` (closed when the block ends) or as a plain call that records until
+    ``mon.close()``; a monitor never closed is closed at exit with a warning (see
+    :mod:`gradientflow.lifetime`). With ``optimizer`` the monitor records at every
+    ``optimizer.step()`` by itself. Without one, call ``monitor.step()`` after ``backward()``.
+    The keyword ``options`` (``log_dir``, ``schedule``, ``scaler``, ``warn``, ``tensorboard``,
+    ``wandb``, ``mlflow``, ``probes``, ...) are described in :class:`~gradientflow.options.Options`.
 
     >>> import torch, gradientflow
     >>> model = torch.nn.Linear(3, 1)
-    >>> mon = gradientflow.watch(model).attach()
+    >>> mon = gradientflow.watch(model)
     >>> model(torch.ones(2, 3)).sum().backward()
     >>> mon.step(loss=1.0)
-    >>> trace = mon.detach()
+    >>> trace = mon.close()
     >>> round(float(trace.metrics["grad_norm"][0, 0]), 4)  # ||[2,2,2]|| and bias grad 2
     4.0
     """
-    return Monitor(model, optimizer, **options)
+    return Monitor(model, optimizer, **options).attach()

@@ -42,6 +42,10 @@ class Options(TypedDict, total=False):
     * ``overwrite`` (False): replace a run already in ``log_dir`` (only gradientflow's files).
     * ``resume`` (False): append to the run in ``log_dir``; steps continue after its last.
       Without either, a ``log_dir`` that holds a run is refused with an error naming both.
+    * ``wandb``: a W&B run (``wandb.init(...)``, offline works) to log the per-layer scalars
+      and the findings to (see :mod:`gradientflow.loggers`).
+    * ``mlflow``: ``True`` (the active MLflow run, else a new one in ``./mlruns``), an
+      experiment name or a tracking URI: the same, logged to MLflow.
     """
 
     log_dir: str | os.PathLike[str] | None
@@ -56,6 +60,8 @@ class Options(TypedDict, total=False):
     through_time: bool
     overwrite: bool
     resume: bool
+    wandb: Any
+    mlflow: bool | str | None
 
 
 def check_arguments(
