@@ -1,29 +1,28 @@
 """``watch(model, opt, mlflow=True)``: the per-layer scalars and the findings in an MLflow run.
 
 ``mlflow=True`` logs into the active run (``mlflow.start_run()``) if there is one, else into a
-new run of the experiment ``gradientflow`` in the tracking URI set for MLflow
-(``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``), else in a local file store
-``./mlruns``. ``mlflow="name"`` names the experiment; ``mlflow="file:/path"`` (or any
-``scheme://`` URI) names the tracking URI. A run gradientflow created is ended at ``close()``;
-the user's own run is left open. At ``close()`` the run gets the tags
-``gradientflow.verdict`` and ``gradientflow.findings`` (how many) and the artifacts
-``gradientflow/findings.md`` and ``gradientflow/findings.json``.
+new run of the experiment ``gradientflow`` at MLflow's tracking URI: the one set
+(``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``), else MLflow's local default (MLflow 3:
+``sqlite:///mlflow.db`` in the working folder, or ``./mlruns`` if that holds runs; ``mlflow ui``
+reads either; no server needed). ``mlflow="name"`` names the experiment;
+``mlflow="sqlite:///path.db"`` (any ``scheme:`` URI) names the tracking URI. A run
+gradientflow created is ended at ``close()``; the user's own run is left open. At ``close()``
+the run gets the tags ``gradientflow.verdict`` and ``gradientflow.findings`` (how many) and
+the artifacts ``gradientflow/findings.md`` and ``gradientflow/findings.json``.
 
 ``pip install 'gradientflow[mlflow]'``. Metric keys keep MLflow's characters (letters, digits,
 ``_ - . / `` and space); any other character of a layer name becomes ``_``.
 
 >>> metric_key("grad_norm/blocks[0].fc")
 'grad_norm/blocks_0_.fc'
->>> target_of("runs-exp"), target_of("file:/tmp/mlruns")[0]
-((None, 'runs-exp'), 'file:/tmp/mlruns')
+>>> target_of("runs-exp"), target_of("sqlite:///runs.db")
+((None, 'runs-exp'), ('sqlite:///runs.db', 'gradientflow'))
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 from gradientflow.errors import GradientFlowError
@@ -44,7 +43,7 @@ def target_of(option: bool | str) -> tuple[str | None, str]:
     if option is True:
         return None, EXPERIMENT
     if isinstance(option, str) and option:
-        if "://" in option or option.startswith("file:"):
+        if re.match(r"[a-z][a-z0-9+.-]*:", option) and not re.match(r"[A-Za-z]:\\", option):
             return option, EXPERIMENT
         return None, option
     raise GradientFlowError(
@@ -69,7 +68,7 @@ class MlflowStream:
             self.client = MlflowClient(mlflow.get_tracking_uri())
             self.run_id, self.owned = active.info.run_id, False
         else:
-            self.client = MlflowClient(uri or _default_uri(mlflow))
+            self.client = MlflowClient(uri)  # None: MLflow's own default
             found = self.client.get_experiment_by_name(experiment)
             exp_id = found.experiment_id if found else self.client.create_experiment(experiment)
             run = self.client.create_run(exp_id, tags={"gradientflow": "watch"})
@@ -105,17 +104,3 @@ class MlflowStream:
         columns, rows = findings_table(diagnosis)
         table = {"columns": columns, "rows": rows, "diagnosis": diagnosis.to_dict()}
         self.client.log_dict(self.run_id, table, "gradientflow/findings.json")
-
-
-def _default_uri(mlflow: Any) -> str:
-    """The tracking URI the user set, else a local file store ``./mlruns``."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return str(mlflow.get_tracking_uri())
-    try:
-        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
-        if is_tracking_uri_set():
-            return str(mlflow.get_tracking_uri())
-    except ImportError:  # a private helper of MLflow: without it, the local store
-        pass
-    return Path("mlruns").resolve().as_uri()

@@ -56,4 +56,5 @@ class WandbStream:
             import wandb
         except ImportError:  # a run-like object without the wandb package: the summary is all
             return
-        self.run.log({"gradientflow/findings": wandb.Table(columns=list[str | int](columns), data=rows)})
+        table = wandb.Table(columns=list[str | int](columns), data=rows)
+        self.run.log({"gradientflow/findings": table})
