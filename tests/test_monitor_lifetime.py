@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import gradientflow
+from gradientflow import lifetime
 from gradientflow.errors import GradientFlowWarning
 from gradientflow.lifetime import UnclosedMonitorWarning
 from gradientflow.monitor import Monitor
@@ -92,7 +93,7 @@ def test_a_closed_monitor_gives_no_warning() -> None:
     assert not [w for w in caught if issubclass(w.category, GradientFlowWarning)]
 
 
-def test_a_forgotten_monitor_is_flushed_at_garbage_collection(tmp_path: Path) -> None:
+def test_a_dropped_monitor_is_flushed_and_closed_at_the_latest_at_exit(tmp_path: Path) -> None:
     def forget() -> np.ndarray:
         model, opt = make()
         mon = gradientflow.watch(
@@ -103,11 +104,16 @@ def test_a_forgotten_monitor_is_flushed_at_garbage_collection(tmp_path: Path) ->
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         expected = forget()
-        gc.collect()  # the optimizer's hooks and the monitor form a cycle
-    ours = [w for w in caught if issubclass(w.category, UnclosedMonitorWarning)]
+        gc.collect()  # closed here if nothing else holds it (a clipping reader may)...
+        lifetime._close_all_at_exit()  # ... else by the interpreter's exit handler
+    ours = [
+        w
+        for w in caught
+        if issubclass(w.category, UnclosedMonitorWarning) and str(tmp_path) in str(w.message)
+    ]
     assert len(ours) == 1
     text = str(ours[0].message)
-    assert "mon.close()" in text and "with gradientflow.watch(" in text and "run" in text
+    assert "mon.close()" in text and "with gradientflow.watch(" in text
     trace = Trace.load(tmp_path / "run")
     np.testing.assert_allclose(trace.metrics["grad_norm"], expected, rtol=1e-5)
 

@@ -125,7 +125,8 @@ class Monitor:
     close = detach  # ``mon = watch(model, opt)`` ... ``mon.close()``
 
     def __del__(self) -> None:
-        lifetime.collected(self)  # still attached: flushed and closed, with a warning
+        if getattr(self, "_attached", False):  # dropped while attached: flushed, with a warning
+            lifetime.collected(self)
 
     def _detach(self) -> None:
         """Final flush and close; a failure here stops recording, it never raises."""
