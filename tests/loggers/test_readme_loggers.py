@@ -44,7 +44,7 @@ def test_readme_loggers_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert [m.step for m in history] == list(range(100))
     assert [m.value for m in history] == pytest.approx(trace.metrics["grad_norm"][:, 0].tolist())
 
-    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    run_dir = Path(namespace["run"].dir).parent  # type: ignore[attr-defined]  # offline-run-*
     got = read_run(run_dir)
     logged = [got["history"][s]["grad_norm/0"] for s in range(100)]
     assert logged == pytest.approx(trace.metrics["grad_norm"][:, 0].tolist())
