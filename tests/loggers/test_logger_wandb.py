@@ -26,7 +26,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_offline_run_holds_every_scalar_and_the_findings(offline: Path) -> None:
-    run = wandb.init(project="gradientflow-test", dir=offline)
+    run = wandb.init(project="gradientflow-test", dir=offline, mode="offline")
     mon = vanishing_run(wandb=run)
     run.finish()
     run_dir = Path(run.dir).parent  # .../wandb/offline-run-*
