@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType, TracebackType
 from typing import Any
@@ -42,7 +43,9 @@ import torch.nn.utils.clip_grad
 __all__ = ["ClipReader", "clipping_targets"]
 
 _LOCK = threading.RLock()
-_READERS: list[ClipReader] = []
+#: Weak: a monitor dropped without close() must not be kept alive by the clipping wrappers
+#: (its finalizer then closes it, which removes its reader).
+_READERS: weakref.WeakSet[ClipReader] = weakref.WeakSet()
 _PATCHED: dict[tuple[str, str], tuple[Any, Any]] = {}  # (module, name) -> (original, wrapper)
 _MARK = "__gradientflow_clip_reader__"
 
@@ -106,15 +109,13 @@ class ClipReader:
         with _LOCK:
             if not _READERS:
                 _install()
-            if self not in _READERS:
-                _READERS.append(self)
+            _READERS.add(self)
         return self
 
     def remove(self) -> None:
         """Stop catching (and restore the functions when no reader is left). Idempotent."""
         with _LOCK:
-            if self in _READERS:
-                _READERS.remove(self)
+            _READERS.discard(self)
             if not _READERS:
                 _uninstall()
         self._pending, self._seen = None, False

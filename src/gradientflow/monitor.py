@@ -1,9 +1,8 @@
 """``watch()`` and the Monitor: per-layer gradient flow from any PyTorch training loop.
 
 The monitor owns every hook handle and the step protocol; the statistics are probes. Gradients
-are read at the optimizer step, after accumulation and GradScaler's ``unscale_`` (with a closure
-or clipping: see :mod:`~gradientflow.stepping`); ``scaler=`` also records the steps GradScaler
-skips because it found inf/NaN.
+are read at the optimizer step, after accumulation and GradScaler's ``unscale_`` (closures,
+clipping, skipped steps: see :mod:`~gradientflow.stepping`).
 
 >>> import torch, gradientflow
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
@@ -23,63 +22,55 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 from types import TracebackType
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import torch
 from torch import nn
 
+from gradientflow import lifetime
 from gradientflow.distributed import outputs_here
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.listeners import listeners_for, resume_step, run_mode
-from gradientflow.options import Options, check_arguments
-from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
+from gradientflow.loggers import loggers_for
+from gradientflow.options import Options, Settings, check_arguments
+from gradientflow.probes import Watched, builtin_probes, declare, recurrent_probes
 from gradientflow.probes.attention import attention_probes
 from gradientflow.recorder import Recorder, loss_value, run_meta
 from gradientflow.schedule import Schedule
-from gradientflow.stepping import read_after_closure, unwrap_optimizer
+from gradientflow.stepping import read_after_closure, unwrap_optimizer, wrap_scaler
 from gradientflow.trace import Trace
+
+if TYPE_CHECKING:
+    from gradientflow.diagnosis.findings import Diagnosis
 
 
 class Monitor:
     """Records per-layer gradient flow; see :func:`watch`."""
 
     def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer | None = None,
-        *,
-        log_dir: str | os.PathLike[str] | None = None,
-        schedule: Schedule | None = None,
-        scaler: Any = None,
-        zero_threshold: float = 1e-3,
-        saturation_eps: float = 0.01,
-        flush_every: int = 50,
-        warn: bool = False,
-        probes: tuple[Probe, ...] | list[Probe] = (),
-        tensorboard: str | os.PathLike[str] | None = None,
-        through_time: bool = True,
-        overwrite: bool = False,
-        resume: bool = False,
-        ranks: str | int = 0,
+        self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **options: Any
     ) -> None:
+        o = Settings.of(options)  # defaults filled in; an unknown option is named
         optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
-        check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
-        self.model, self.optimizer, self.scaler = model, optimizer, scaler
-        self.schedule = schedule or Schedule()
-        self.flush_every = flush_every
+        check_arguments(model, optimizer, o.flush_every, o.zero_threshold, o.saturation_eps)
+        self.model, self.optimizer, self.scaler = model, optimizer, o.scaler
+        self.schedule = o.schedule or Schedule()
+        self.flush_every = o.flush_every
         self.watched = Watched.of(model, optimizer, self.schedule)
-        self.probes = [*builtin_probes(zero_threshold, saturation_eps), *probes]
+        self.probes = [*builtin_probes(o.zero_threshold, o.saturation_eps), *o.probes]
         inner = self.watched.model  # inside DDP / torch.compile wrappers
         if not self.watched.compiled:  # their forward hooks would break the compiled graph
-            if through_time:
+            if o.through_time:
                 self.probes += recurrent_probes(inner, skip=self.probes)
             self.probes += attention_probes(inner, self.probes)
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
-        log_dir, tensorboard, warn = outputs_here(log_dir, tensorboard, warn, ranks)
-        listeners = listeners_for(log_dir, tensorboard, warn, run_mode(overwrite, resume))
+        log_dir, tensorboard, warn = outputs_here(o.log_dir, o.tensorboard, o.warn, o.ranks)
+        listeners = listeners_for(log_dir, tensorboard, warn, run_mode(o.overwrite, o.resume))
+        listeners += loggers_for(o.wandb, o.mlflow)
         for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
         self.step_count = resume_step(listeners)  # 0, or where a resumed run left off
@@ -94,9 +85,10 @@ class Monitor:
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> Monitor:
-        """Install the hooks. Returns the monitor (so ``mon = watch(...).attach()`` works)."""
+        """Install the hooks (``watch()`` already did; then this does nothing). Returns the
+        monitor."""
         if self._attached:
-            raise GradientFlowError("Monitor.attach(): already attached")
+            return self
         try:
             self.watched.follow_order()
             if self.optimizer is not None:
@@ -111,12 +103,26 @@ class Monitor:
             raise
         self._prepare(self.step_count)
         self._attached = True
+        lifetime.opened(self)
         return self
 
     def detach(self) -> Trace:
         """Remove every hook (the model is left exactly as before) and return the trace."""
         self._detach()
         return self.trace
+
+    def close(self) -> Trace | None:
+        """Stop recording (``mon = watch(model, opt)`` ... ``mon.close()``); returns the trace,
+        or None when nothing was recorded (never raises)."""
+        self._detach()
+        try:
+            return self.trace
+        except GradientFlowError:
+            return None
+
+    def __del__(self) -> None:
+        if getattr(self, "_attached", False):  # dropped while attached: flushed, with a warning
+            lifetime.collected(self)
 
     def _detach(self) -> None:
         """Final flush and close; a failure here stops recording, it never raises."""
@@ -128,6 +134,7 @@ class Monitor:
         finally:
             self._remove_hooks()
             self._attached = False
+            lifetime.closed(self)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -143,24 +150,18 @@ class Monitor:
         return self if self._attached else self.attach()
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, kind: type[BaseException] | None, exc: Any, tb: TracebackType | None
     ) -> None:
         self._detach()  # not detach(): an empty run must not hide the user's exception
 
     def _wrap_scaler(self) -> None:
-        original = self.scaler.step
+        def skipped() -> None:  # GradScaler found inf/NaN and skipped the optimizer step
+            self._guarded(self._record_step, True)
 
-        def step(optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
-            self._stepped = False
-            out = original(optimizer, *args, **kwargs)
-            if optimizer is self.optimizer and not self._stepped:
-                self._guarded(self._record_step, True)  # GradScaler skipped the step
-            return out
-
-        self.scaler.step = step
+        stepped = lambda: self._stepped  # noqa: E731
+        wrap_scaler(
+            self.scaler, self.optimizer, stepped, partial(setattr, self, "_stepped"), skipped
+        )
 
     # ------------------------------------------------------------------ the user's calls
     def log(self, loss: Any = None) -> None:
@@ -239,14 +240,10 @@ class Monitor:
             self._stop(f"{type(exc).__name__}: {exc} (at step {self.step_count})")
 
     def _stop(self, reason: str) -> None:
-        if self._broken is not None:
-            return
-        self._broken = reason
-        warnings.warn(
-            f"gradientflow stopped recording: {reason}. Data recorded so far is kept.",
-            GradientFlowWarning,
-            stacklevel=4,
-        )
+        if self._broken is None:
+            self._broken = reason
+            msg = f"gradientflow stopped recording: {reason}. Data recorded so far is kept."
+            warnings.warn(msg, GradientFlowWarning, stacklevel=4)
 
     def _void_failed_step(self) -> None:
         """A step pre-hook without its post-hook: that ``optimizer.step()`` raised."""
@@ -316,7 +313,7 @@ class Monitor:
 
         return layer_table(self.trace)
 
-    def diagnose(self) -> Any:
+    def diagnose(self) -> Diagnosis:
         """The :class:`~gradientflow.Diagnosis` of what was recorded so far."""
         from gradientflow.diagnosis import diagnose
 
@@ -334,20 +331,20 @@ class Monitor:
 def watch(
     model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **options: Unpack[Options]
 ) -> Monitor:
-    """Watch ``model``'s gradient flow; returns a :class:`Monitor` (use it with ``with``).
+    """Watch ``model``'s gradient flow; returns an attached :class:`Monitor`.
 
-    With ``optimizer`` the monitor records at every ``optimizer.step()`` by itself. Without
-    one, call ``monitor.step()`` after ``backward()``. The keyword ``options`` (``log_dir``,
-    ``schedule``, ``scaler``, ``warn``, ``tensorboard``, ``probes``, ``through_time``, ...)
-    are described in :class:`~gradientflow.options.Options`.
+    Use it with ``with``, or as a plain call that records until ``mon.close()`` (a monitor never
+    closed is closed at exit, with a warning). With ``optimizer`` it records at every
+    ``optimizer.step()``; without, call ``monitor.step()`` after ``backward()``. The ``options``
+    (``log_dir``, ``schedule``, ``warn``, ``wandb``, ...): :class:`~gradientflow.options.Options`.
 
     >>> import torch, gradientflow
     >>> model = torch.nn.Linear(3, 1)
-    >>> mon = gradientflow.watch(model).attach()
+    >>> mon = gradientflow.watch(model)
     >>> model(torch.ones(2, 3)).sum().backward()
     >>> mon.step(loss=1.0)
-    >>> trace = mon.detach()
+    >>> trace = mon.close()
     >>> round(float(trace.metrics["grad_norm"][0, 0]), 4)  # ||[2,2,2]|| and bias grad 2
     4.0
     """
-    return Monitor(model, optimizer, **options)
+    return Monitor(model, optimizer, **options).attach()

@@ -11,6 +11,8 @@ gradientflow.errors.GradientFlowError: watch(): `flush_every` must be >= 1, got 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
 import torch
@@ -45,6 +47,10 @@ class Options(TypedDict, total=False):
     * ``ranks`` (0): under torch.distributed, the rank that writes ``log_dir``/``tensorboard``
       and warns; the others keep their trace in memory only. ``"all"``: every rank writes
       ``log_dir/rank{r}`` (see :mod:`gradientflow.distributed`).
+    * ``wandb``: a W&B run (``wandb.init(...)``, offline works) to log the per-layer scalars
+      and the findings to (see :mod:`gradientflow.loggers`).
+    * ``mlflow``: ``True`` (the active MLflow run, else a new one in the local store), an
+      experiment name or a tracking URI: the same, logged to MLflow.
     """
 
     log_dir: str | os.PathLike[str] | None
@@ -60,6 +66,47 @@ class Options(TypedDict, total=False):
     overwrite: bool
     resume: bool
     ranks: str | int
+    wandb: Any
+    mlflow: bool | str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``watch()``'s options with their defaults filled in (see :class:`Options`).
+
+    >>> Settings.of({"flush_every": 10}).flush_every, Settings.of({}).through_time
+    (10, True)
+    >>> Settings.of({"flush_evry": 10})
+    Traceback (most recent call last):
+    ...
+    gradientflow.errors.GradientFlowError: watch(): unknown option 'flush_evry'; known: ...
+    """
+
+    log_dir: str | os.PathLike[str] | None = None
+    schedule: Schedule | None = None
+    scaler: Any = None
+    zero_threshold: float = 1e-3
+    saturation_eps: float = 0.01
+    flush_every: int = 50
+    warn: bool = False
+    probes: tuple[Probe, ...] | list[Probe] = ()
+    tensorboard: str | os.PathLike[str] | None = None
+    through_time: bool = True
+    overwrite: bool = False
+    resume: bool = False
+    ranks: str | int = 0
+    wandb: Any = None
+    mlflow: bool | str | None = None
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Settings:
+        known = [f.name for f in fields(cls)]
+        for name in options:
+            if name not in known:
+                raise GradientFlowError(
+                    f"watch(): unknown option {name!r}; known: {', '.join(known)}"
+                )
+        return cls(**options)
 
 
 def check_arguments(

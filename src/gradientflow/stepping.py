@@ -158,3 +158,25 @@ def _is_hookable(optimizer: Any) -> bool:
     return isinstance(optimizer, torch.optim.Optimizer) and (
         "_optimizer_step_pre_hooks" in vars(optimizer)
     )
+
+
+def wrap_scaler(
+    scaler: Any,
+    optimizer: Any,
+    stepped: Callable[[], bool],
+    set_stepped: Callable[[bool], None],
+    on_skip: Callable[[], None],
+) -> None:
+    """Wrap ``scaler.step`` (an instance attribute, removed at detach) so that a step that
+    GradScaler skips, because it found inf/NaN, is still recorded (``on_skip``): the optimizer's
+    hooks never fire for it."""
+    original = scaler.step
+
+    def step(opt: Any, *args: Any, **kwargs: Any) -> Any:
+        set_stepped(False)
+        out = original(opt, *args, **kwargs)
+        if opt is optimizer and not stepped():
+            on_skip()
+        return out
+
+    scaler.step = step

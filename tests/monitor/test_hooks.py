@@ -161,6 +161,9 @@ def test_bad_input_gives_clear_errors() -> None:
         _ = mon.trace
     with pytest.raises(GradientFlowError, match="scalar"):
         mon.log(loss=torch.ones(3))
+    with pytest.raises(GradientFlowError, match="nothing was recorded"):
+        mon.close()  # the hooks are removed all the same
+    assert not mon._handles
 
 
 def test_loss_logged_before_or_after_the_step_lands_on_that_step() -> None:

@@ -10,7 +10,9 @@ from benchmarks import demo_trial
 def test_the_readme_remedies_table_is_generated_from_the_committed_trial() -> None:
     doc = json.loads(demo_trial.RESULTS.read_text(encoding="utf-8"))
     text = demo_trial.README.read_text(encoding="utf-8")
-    assert demo_trial.updated_readme(text, doc) == text, "run: python benchmarks/demo_trial.py render"
+    assert demo_trial.updated_readme(text, doc) == text, (
+        "run: python benchmarks/demo_trial.py render"
+    )
 
 
 def test_the_committed_trial_is_the_demo_with_every_listed_remedy() -> None:
@@ -38,5 +40,7 @@ def test_render_is_a_markdown_table_with_a_row_per_candidate() -> None:
         ]
     }
     lines = demo_trial.render(doc).splitlines()
-    assert lines[2] == "| 20-layer sigmoid MLP (the demo) | 0.05 | 0.100 (0.100–0.100) | 1.7e-16 | - |"
+    assert (
+        lines[2] == "| 20-layer sigmoid MLP (the demo) | 0.05 | 0.100 (0.100–0.100) | 1.7e-16 | - |"
+    )
     assert lines[3] == "| `add_residual` | 0.05 | 0.940 (0.930–0.950) | 4.7e-3 | vanishing |"
