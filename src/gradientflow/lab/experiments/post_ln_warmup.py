@@ -142,6 +142,7 @@ def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> Expe
         measured={
             "ffn_grad_norm_post_ln_seed0": [sig(v) for v in post[0]],
             "ffn_grad_norm_pre_ln_seed0": [sig(v) for v in pre[0]],
+            "growth_median_of_3": {"post": sig(g_post), "pre": sig(g_pre)},
             "growth_last_over_median": {
                 "post": [sig(_growth(p)) for p in post],
                 "pre": [sig(_growth(p)) for p in pre],

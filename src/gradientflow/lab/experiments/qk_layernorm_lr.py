@@ -140,12 +140,16 @@ def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> Expe
             "seed": seed,
         },
         measured={
-            "final_loss_plain": [sig(r["loss"]) for r in plain],
-            "final_loss_qk_layernorm": [sig(r["loss"]) for r in normed],
-            "max_attention_logit_plain": [sig(r["max_logit"]) for r in plain],
-            "max_attention_logit_qk_layernorm": [sig(r["max_logit"]) for r in normed],
-            "min_head_entropy_plain": [sig(r["min_entropy"]) for r in plain],
-            "min_head_entropy_qk_layernorm": [sig(r["min_entropy"]) for r in normed],
+            "final_loss_plain": {f"{r['lr']:g}": sig(r["loss"]) for r in plain},
+            "final_loss_qk_layernorm": {f"{r['lr']:g}": sig(r["loss"]) for r in normed},
+            "max_attention_logit_plain": {f"{r['lr']:g}": sig(r["max_logit"]) for r in plain},
+            "max_attention_logit_qk_layernorm": {
+                f"{r['lr']:g}": sig(r["max_logit"]) for r in normed
+            },
+            "min_head_entropy_plain": {f"{r['lr']:g}": sig(r["min_entropy"]) for r in plain},
+            "min_head_entropy_qk_layernorm": {
+                f"{r['lr']:g}": sig(r["min_entropy"]) for r in normed
+            },
             "lrs_within_margin": {"plain": ok_plain, "qk_layernorm": ok_normed},
             "lr_sensitivity": {k: sig(v) for k, v in sens.items()},
             "findings_plain": [r["findings"] for r in plain],
