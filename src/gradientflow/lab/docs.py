@@ -82,6 +82,14 @@ DOC_KEYS: dict[str, list[str]] = {
     "mnist1d-baselines": ["test_acc."],
     "hardware": ["steps_per_second.", "parity_gap.", "negative_control_gap"],
     "trainability": ["agreement", "majority_guess_agreement", "critical_sigma_w2"],
+    "qk-layernorm-lr": [
+        "final_loss_plain.",
+        "final_loss_qk_layernorm.",
+        "max_attention_logit_plain.",
+        "max_attention_logit_qk_layernorm.",
+        "lrs_within_margin.",
+    ],
+    "post-ln-warmup": ["growth_median_of_3.", "final_loss."],
 }
 
 #: README's headline per experiment: (measured path, what it is, the literature)
@@ -145,6 +153,16 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
         "agreement",
         "preflight's 6ξ vs training, cells agreeing",
         "trainable iff depth ≲ 6ξ (Schoenholz et al. 2017)",
+    ),
+    "qk-layernorm-lr": (
+        "max_attention_logit_plain.0.1",
+        "largest attention logit at lr 0.1, no qk-layernorm",
+        "logits grow, loss degrades; qk-layernorm prevents it (Wortsman et al. 2023)",
+    ),
+    "post-ln-warmup": (
+        "growth_median_of_3.post",
+        "post-LN FFN gradient at init, last block / median block",
+        "grows toward the output; post-LN needs warmup (Xiong et al. 2020)",
     ),
 }
 
