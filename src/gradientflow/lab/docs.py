@@ -88,8 +88,21 @@ DOC_KEYS: dict[str, list[str]] = {
         "max_attention_logit_plain.",
         "max_attention_logit_qk_layernorm.",
         "lrs_within_margin.",
+        "lr_sensitivity.",
     ],
     "post-ln-warmup": ["growth_median_of_3.", "final_loss."],
+}
+
+#: experiments whose criterion the committed quick run misses on some (fewer than half) of its
+#: seeds, with what the docs say about it: issue 11 asks each experiment to pass on every seed
+#: of 3 *or state its spread honestly*; a criterion is never loosened after the fact to pass.
+#: tests/lab/test_docs.py fails if a listed experiment passes every seed (stale) or fails on
+#: half or more, and if an unlisted one fails on any seed.
+STATED_SPREAD: dict[str, str] = {
+    "qk-layernorm-lr": "with qk-layernorm the loss at lr 0.1 sits at the 20% margin of the "
+    "sweep's best, inside it on some seeds and just outside on others (table below); the plain "
+    "model's logit growth, its loss beyond the margin and the attention findings hold on every "
+    "seed, and the mean excess loss over the sweep (lr_sensitivity) is lower with qk-layernorm",
 }
 
 #: README's headline per experiment: (measured path, what it is, the literature)
@@ -241,7 +254,11 @@ def summary(quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:
             f"| {name} | {_esc(experiments.describe(name))} | {_esc(first.get('criterion', '—'))} "
             f"| {_esc(what)} | {_verdict(q)} | {_verdict(f)} |"
         )
-    return "\n".join(rows)
+    notes = [
+        f"*{name}* misses its criterion on some seeds: {why}."
+        for name, why in STATED_SPREAD.items()
+    ]
+    return "\n".join(rows + (["", *notes] if notes else []))
 
 
 def numbers(name: str, quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:
