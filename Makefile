@@ -26,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest src tests --doctest-modules -n 2 --durations=15
 
 # The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
 # them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py);

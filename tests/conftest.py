@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from realtrain import threads
+from tests.realtrain import threads
 
 
 @pytest.fixture(autouse=True)

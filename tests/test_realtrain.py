@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from realtrain import PERTURB_ENV, THREADS_ENV, median, perturbed, perturbed_builder, threads
+from tests.realtrain import PERTURB_ENV, THREADS_ENV, median, perturbed, perturbed_builder, threads
 
 
 def test_perturbed_is_a_no_op_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    from gradientflow.report._format import printable
+    from gradientflow._format import printable
 
     one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     print(f"gradientflow: error: {printable(one_line)}", file=sys.stderr)

@@ -1,11 +1,9 @@
 """``watch()`` and the Monitor: per-layer gradient flow from any PyTorch training loop.
 
-The monitor owns every hook handle and nothing else. It reads gradients at one stated point,
-the optimizer step: in the optimizer's step pre-hook, i.e. after gradient accumulation and, under
-``torch.amp.GradScaler``, after ``unscale_`` (``scaler.step`` unscales before it calls
-``optimizer.step``), so the recorded values are the true, unscaled gradients. Pass ``scaler=``
-to also record the steps GradScaler skips because it found inf/NaN. With ``step(closure)`` they
-are read after the closure's first call; with clipping, before it (see :mod:`~.stepping`).
+The monitor owns every hook handle and the step protocol; the statistics are probes. Gradients
+are read at the optimizer step, after accumulation and GradScaler's ``unscale_`` (with a closure
+or clipping: see :mod:`~gradientflow.stepping`); ``scaler=`` also records the steps GradScaler
+skips because it found inf/NaN.
 
 >>> import torch, gradientflow
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
@@ -31,14 +29,15 @@ from typing import Any, Unpack
 import torch
 from torch import nn
 
+from gradientflow.distributed import outputs_here
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.listeners import listeners_for, resume_step, run_mode
 from gradientflow.options import Options, check_arguments
 from gradientflow.probes import Probe, Watched, builtin_probes, declare, recurrent_probes
 from gradientflow.probes.attention import attention_probes
-from gradientflow.recorder import Recorder, loss_value
+from gradientflow.recorder import Recorder, loss_value, run_meta
 from gradientflow.schedule import Schedule
-from gradientflow.stepping import MEASURING_POINT, read_after_closure, unwrap_optimizer
+from gradientflow.stepping import read_after_closure, unwrap_optimizer
 from gradientflow.trace import Trace
 
 
@@ -62,6 +61,7 @@ class Monitor:
         through_time: bool = True,
         overwrite: bool = False,
         resume: bool = False,
+        ranks: str | int = 0,
     ) -> None:
         optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
         check_arguments(model, optimizer, flush_every, zero_threshold, saturation_eps)
@@ -70,12 +70,15 @@ class Monitor:
         self.flush_every = flush_every
         self.watched = Watched.of(model, optimizer, self.schedule)
         self.probes = [*builtin_probes(zero_threshold, saturation_eps), *probes]
-        if through_time:
-            self.probes += recurrent_probes(model, skip=self.probes)
-        self.probes += attention_probes(model, self.probes)
+        inner = self.watched.model  # inside DDP / torch.compile wrappers
+        if not self.watched.compiled:  # their forward hooks would break the compiled graph
+            if through_time:
+                self.probes += recurrent_probes(inner, skip=self.probes)
+            self.probes += attention_probes(inner, self.probes)
         for probe in self.probes:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
+        log_dir, tensorboard, warn = outputs_here(log_dir, tensorboard, warn, ranks)
         listeners = listeners_for(log_dir, tensorboard, warn, run_mode(overwrite, resume))
         for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
@@ -298,19 +301,8 @@ class Monitor:
         self.recorder.flush(keep=self._manual_pending)
 
     def _meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "model": type(self.model).__name__,
-            "optimizer": type(self.optimizer).__name__ if self.optimizer else None,
-            "measuring_point": MEASURING_POINT,
-            "schedule": self.schedule.to_dict(),
-            "steps_seen": self.step_count,
-            "layer_order": "first use in forward" if self.watched.first_use else "registration",
-            "torch": torch.__version__,
-            "recording_error": self._broken,
-        }
-        if self._failed_steps:
-            meta["failed_optimizer_steps"] = self._failed_steps
-        return meta
+        state = (self.step_count, self._broken, self._failed_steps)
+        return run_meta(self.watched.model, self.optimizer, self.schedule, self.watched, *state)
 
     @property
     def trace(self) -> Trace:
@@ -320,9 +312,9 @@ class Monitor:
 
     def summary(self) -> str:
         """A per-layer table (depth, name, gradient norm, relative update, dead/saturated)."""
-        from gradientflow.table import format_layer_table
+        from gradientflow.report.terminal import layer_table
 
-        return format_layer_table(self.trace)
+        return layer_table(self.trace)
 
     def diagnose(self) -> Any:
         """The :class:`~gradientflow.Diagnosis` of what was recorded so far."""

@@ -42,6 +42,9 @@ class Options(TypedDict, total=False):
     * ``overwrite`` (False): replace a run already in ``log_dir`` (only gradientflow's files).
     * ``resume`` (False): append to the run in ``log_dir``; steps continue after its last.
       Without either, a ``log_dir`` that holds a run is refused with an error naming both.
+    * ``ranks`` (0): under torch.distributed, the rank that writes ``log_dir``/``tensorboard``
+      and warns; the others keep their trace in memory only. ``"all"``: every rank writes
+      ``log_dir/rank{r}`` (see :mod:`gradientflow.distributed`).
     """
 
     log_dir: str | os.PathLike[str] | None
@@ -56,6 +59,7 @@ class Options(TypedDict, total=False):
     through_time: bool
     overwrite: bool
     resume: bool
+    ranks: str | int
 
 
 def check_arguments(

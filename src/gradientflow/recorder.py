@@ -24,8 +24,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gradientflow.distributed import world
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.probes import Probe, Watched
+from gradientflow.schedule import Schedule
+from gradientflow.stepping import MEASURING_POINT
 from gradientflow.trace import LayerInfo, Trace
 
 Chunk = dict[str, np.ndarray]
@@ -235,3 +238,39 @@ def _each(listeners: list[Listener], call: Callable[[Listener], None]) -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+def run_meta(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    schedule: Schedule,
+    watched: Watched,
+    steps_seen: int,
+    error: str | None,
+    failed_steps: int,
+) -> dict[str, Any]:
+    """The run's ``meta``: what was watched, where gradients were read, how recording went.
+
+    >>> from gradientflow.schedule import Schedule
+    >>> model = torch.nn.Linear(2, 1)
+    >>> watched = Watched.of(model, None, Schedule())
+    >>> meta = run_meta(model, None, Schedule(), watched, 3, None, 0)
+    >>> meta["model"], meta["steps_seen"], "failed_optimizer_steps" in meta
+    ('Linear', 3, False)
+    """
+    meta: dict[str, Any] = {
+        "model": type(model).__name__,
+        "optimizer": type(optimizer).__name__ if optimizer else None,
+        "measuring_point": MEASURING_POINT,
+        "schedule": schedule.to_dict(),
+        "steps_seen": steps_seen,
+        "layer_order": "first use in forward" if watched.first_use else "registration",
+        "torch": torch.__version__,
+        "recording_error": error,
+    }
+    rank, size = world()
+    if size > 1:
+        meta["rank"], meta["world_size"] = rank, size
+    if failed_steps:
+        meta["failed_optimizer_steps"] = failed_steps
+    return meta

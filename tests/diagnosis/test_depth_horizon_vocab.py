@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diag_traces import chain
 from torch import nn
 
 from gradientflow.diagnosis.depth import chain_layers, first_over_last, grad_ratio
@@ -15,6 +14,7 @@ from gradientflow.errors import GradientFlowError
 from gradientflow.remedies import REGISTRY, prescribe
 from gradientflow.remedies.activation import applies
 from gradientflow.trace import LayerInfo, Trace
+from tests.diagnosis.traces import chain
 
 
 def test_grad_ratio_leaves_out_norm_and_frozen_layers() -> None:

@@ -6,15 +6,15 @@ import json
 
 import numpy as np
 import pytest
-from diag_traces import chain, healthy
 
 import gradientflow
+from gradientflow._format import layer_list
 from gradientflow.diagnosis import Diagnosis, Finding, diagnose
 from gradientflow.diagnosis.rules import RULE_MODULES
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._format import layer_list
 from gradientflow.report.terminal import render
 from gradientflow.trace import Trace
+from tests.diagnosis.traces import chain, healthy
 
 
 def test_every_registered_rule_runs() -> None:

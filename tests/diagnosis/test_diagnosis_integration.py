@@ -10,7 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from diag_scenarios import (
+from torch import nn
+
+from gradientflow.diagnosis import Diagnosis, diagnose
+from gradientflow.recipe import check_recipe, run_recipe
+from gradientflow.trace import Trace
+from tests.diagnosis.scenarios import (
     relu_dead,
     relu_he_bn,
     relu_lr,
@@ -21,12 +26,7 @@ from diag_scenarios import (
     tanh_small_init,
     transformer,
 )
-from torch import nn
-
-from gradientflow.diagnosis import Diagnosis, diagnose
-from gradientflow.recipe import check_recipe, run_recipe
-from gradientflow.trace import Trace
-from realtrain import SEEDS, perturbed
+from tests.realtrain import SEEDS, perturbed
 
 
 def train(make: Callable[[], dict[str, Any]], steps: int) -> Trace:

@@ -26,7 +26,7 @@ if ROOT not in sys.path:
 
 from benchmarks.zoo import CASES, Run  # noqa: E402
 
-from realtrain import threads  # noqa: E402
+from tests.realtrain import threads  # noqa: E402
 
 SEEDS = [0, 1, 2]
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from grad_reference import GradSnapshots, assert_matches
 from torch import nn
+
+from tests.integrations.grad_reference import GradSnapshots, assert_matches
 
 L = pytest.importorskip("lightning")
 from gradientflow.integrations.lightning import GradientFlow  # noqa: E402

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from grad_reference import GradSnapshots, assert_matches
+
+from tests.integrations.grad_reference import GradSnapshots, assert_matches
 
 transformers = pytest.importorskip("transformers")
 from gradientflow.integrations.transformers import GradientFlowCallback  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realtrain import threads
+from tests.realtrain import threads
 
 
 @pytest.fixture

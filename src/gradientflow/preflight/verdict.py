@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gradientflow._format import compact
 from gradientflow.diagnosis.findings import Finding, Severity
 from gradientflow.errors import GradientFlowError
 from gradientflow.preflight import theory
@@ -64,16 +65,12 @@ class Prediction:
 
 
 def fmt(x: float | None) -> str:
-    """A number for a message: 2-3 significant digits, scientific when tiny or huge."""
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    if abs(x) < 1e-2 or abs(x) >= 1e4:
-        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
-    return f"{x:.3g}"
+    """A number for a message: :func:`~gradientflow._format.compact` with 3 digits.
+
+    >>> fmt(0.0123), fmt(2.5e-3), fmt(None)
+    ('0.0123', '2.5e-3', '-')
+    """
+    return compact(x, digits=3, small=1e-2, big=1e4)
 
 
 def _not_plain(stats: list[LayerStat]) -> str:

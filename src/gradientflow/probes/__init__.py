@@ -42,13 +42,16 @@ BUILTIN: tuple[type[Probe], ...] = (
 
 
 def builtin_probes(zero_threshold: float = 1e-3, saturation_eps: float = 0.01) -> list[Probe]:
-    """A fresh instance of each built-in probe, as a monitor runs them."""
-    return [
-        GradientProbe(),
-        ClipProbe(),
-        WeightProbe(zero_threshold),
-        ActivationProbe(saturation_eps),
-    ]
+    """A fresh instance of each probe in :data:`BUILTIN`, as a monitor runs them.
+
+    >>> [type(p).__name__ for p in builtin_probes()]
+    ['GradientProbe', 'ClipProbe', 'WeightProbe', 'ActivationProbe']
+    """
+    settings: dict[type[Probe], tuple[float, ...]] = {
+        WeightProbe: (zero_threshold,),
+        ActivationProbe: (saturation_eps,),
+    }
+    return [probe(*settings.get(probe, ())) for probe in BUILTIN]
 
 
 def declare(probe: type[Probe] | Probe) -> None:

@@ -27,6 +27,12 @@ from gradientflow.probes.base import Probe
 from gradientflow.probes.hooks import Stopper, bound_hook, tensor_hook
 from gradientflow.probes.layers import Layer
 
+#: Trace.meta["activation_statistics"] of a compiled model (its forward is not hooked)
+NOT_COMPILED = (
+    "not measured: the model is compiled (no forward hooks: no activation, attention or "
+    "through-time statistics)"
+)
+
 __all__ = ["ActivationProbe", "input_stats", "producing_activation", "sequential_activations"]
 
 
@@ -139,8 +145,9 @@ class ActivationProbe(Probe):
         self._grad_sq: dict[int, list[torch.Tensor]] = defaultdict(list)
 
     def prepare(self, step: int, full: bool) -> None:
-        """Hooks for the forward pass of a full step only."""
-        if full and not self.stopper.stopped:
+        """Hooks for the forward pass of a full step only (never on a compiled model: a hook
+        traced into its graph breaks it, one added later is not called)."""
+        if full and not self.stopper.stopped and not self.watched.compiled:
             self.arm()
         else:
             self.disarm()
@@ -230,6 +237,8 @@ class ActivationProbe(Probe):
             layer.input_activation = self.activation.get(m)
 
     def meta(self) -> dict[str, Any]:
+        if self.watched is not None and self.watched.compiled:
+            return {"saturation_eps": self.eps, "activation_statistics": NOT_COMPILED}
         return {"saturation_eps": self.eps}
 
     def collect(self, order: list[int], device: torch.device) -> dict[str, torch.Tensor]:

@@ -25,9 +25,8 @@ def grad_norms(index: ParamIndex) -> tuple[torch.Tensor, torch.Tensor]:
     if not grads:
         nan = index.nan_layers()
         return nan, nan[0].clone()
-    sq = foreach_norm(grads).square()
-    per_layer = index.per_layer(sq, idx).sqrt()
-    per_layer = torch.where(mask, per_layer, index.nan_layers())
+    sq = index.per_layer(foreach_norm(grads).square(), idx, index.grad_weight)
+    per_layer = torch.where(mask, sq.sqrt(), index.nan_layers())
     return per_layer, sq.sum().sqrt()
 
 
@@ -44,7 +43,7 @@ def nonfinite_counts(index: ParamIndex, scratch: Scratch) -> torch.Tensor:
     for g in dense(grads):
         flags = torch.mul(g, 0.0, out=scratch.like(g)).nan_to_num_(nan=1.0)
         counts.append(flags.sum(dtype=torch.float64))
-    per_layer = index.per_layer(torch.stack(counts), idx)
+    per_layer = index.per_layer(torch.stack(counts), idx, index.grad_weight)
     return torch.where(mask, per_layer, index.nan_layers())
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradientflow.distributed import Shards, is_compiled, local, unwrap
 from gradientflow.errors import GradientFlowError
 from gradientflow.probes.hooks import Stopper, bound_hook
 from gradientflow.schedule import Schedule
@@ -137,7 +138,12 @@ def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class ParamIndex:
-    """Flat list of the layers' parameters and, for each, the index of its layer."""
+    """Flat list of the layers' parameters and, for each, the index of its layer.
+
+    Statistics are computed on each parameter's local tensor (a DTensor's shard); where the
+    parameters are sharded, :meth:`per_layer` all-reduces the per-layer sums over the ranks
+    (:class:`~gradientflow.distributed.Shards`), so every sum is that of the full tensors.
+    """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         self.params = [p for layer in layers for p in layer.params]
@@ -148,7 +154,21 @@ class ParamIndex:
             [sum(p.numel() for p in layer.params) for layer in layers], dtype=torch.float64
         ).to(self.device)
         self.owner_idx = torch.tensor(self.owner, dtype=torch.long, device=self.device)
+        self.shards = Shards(self.params)
+        self.weight = self.weights_of(range(len(self.params)))
+        self.grad_weight: torch.Tensor | None = None  # of the gradients with_grad() returned
         self._cache: tuple[tuple[bool, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def weights_of(self, which: Iterable[int]) -> torch.Tensor | None:
+        """The shares (see Shards) of the parameters ``which``; None when nothing is sharded."""
+        if not self.shards.sharded:
+            return None
+        w = [self.shards.weight[i] for i in which]
+        return torch.tensor(w, dtype=torch.float64).to(self.device)
+
+    def local_params(self) -> list[torch.Tensor]:
+        """The parameters (their local shards), detached."""
+        return [local(p.detach()) for p in self.params]
 
     def with_grad(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """Gradients present now, their layer indices, and a mask of layers with any gradient."""
@@ -159,13 +179,19 @@ class ParamIndex:
             mask[owners] = True
             idx = torch.tensor(owners, dtype=torch.long)
             self._cache = (present, idx.to(self.device), mask.to(self.device))
-        grads = [p.grad for p in self.params if p.grad is not None]
+            self.grad_weight = self.weights_of(i for i, has in enumerate(present) if has)
+        grads = [local(p.grad) for p in self.params if p.grad is not None]
         return grads, self._cache[1], self._cache[2]
 
-    def per_layer(self, values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Sum per-parameter ``values`` into a per-layer vector."""
+    def per_layer(
+        self, values: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sum per-parameter ``values`` (local sums, weighted by their shares ``weight`` where
+        the parameters are sharded) into a per-layer vector, over all ranks."""
         out = torch.zeros(self.n_layers, dtype=torch.float64, device=values.device)
-        return out.index_add_(0, idx, values)
+        if weight is not None:
+            values = values.to(torch.float64) * weight
+        return self.shards.reduce(out.index_add_(0, idx, values))
 
     def nan_layers(self) -> torch.Tensor:
         return torch.full((self.n_layers,), float("nan"), dtype=torch.float64, device=self.device)
@@ -212,13 +238,17 @@ class Watched:
     scratch: Scratch = field(default_factory=Scratch)  # work space shared by the probes
     first_use: dict[int, int] = field(default_factory=dict)  # id(module) -> order of first call
     end_use: dict[str, int] = field(default_factory=dict)  # parent name -> first uses at its end
+    compiled: bool = False  # runs through torch.compile: module hooks added later are not called
     _order_handles: list[Any] = field(default_factory=list)
 
     @classmethod
     def of(
         cls, model: nn.Module, optimizer: torch.optim.Optimizer | None, schedule: Schedule
     ) -> Watched:
-        return cls(model, optimizer, candidate_modules(model), schedule)
+        inner = unwrap(model)  # DDP's .module, torch.compile's ._orig_mod: names as the user's
+        return cls(
+            inner, optimizer, candidate_modules(inner), schedule, compiled=is_compiled(model)
+        )
 
     def follow_order(self) -> None:
         """Until the layers are fixed, note the order in which the forward pass calls them."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from gradientflow.distributed import local
 from gradientflow.probes.layers import ParamIndex, foreach_norm
 
 #: Up to this many bytes of parameters, the copy used to measure an update is kept between full
@@ -24,9 +25,8 @@ KEEP_COPY_BYTES = 512 * 2**20
 
 def update_norms_from(index: ParamIndex, before: list[torch.Tensor]) -> torch.Tensor:
     """Per-layer ||w_now - w_before||; consumes ``before``."""
-    now = [p.detach() for p in index.params]
-    torch._foreach_sub_(before, now)
-    return index.per_layer(foreach_norm(before).square(), index.owner_idx).sqrt()
+    torch._foreach_sub_(before, index.local_params())
+    return index.per_layer(foreach_norm(before).square(), index.owner_idx, index.weight).sqrt()
 
 
 def derivable_from_state(optimizer: torch.optim.Optimizer | None) -> bool:
@@ -67,7 +67,7 @@ class UpdateMeter:
             self._before = self._copy()
 
     def _copy(self) -> list[torch.Tensor]:
-        params = [p.detach() for p in self.index.params]
+        params = self.index.local_params()
         if self._kept is not None:
             torch._foreach_copy_(self._kept, params)
             return self._kept
@@ -86,8 +86,10 @@ class UpdateMeter:
             assert before is not None
             return update_norms_from(self.index, before)
         assert self.optimizer is not None
-        vecs, lrs, owners = [], [], []
-        for p, had, owner in zip(self.index.params, self._had_grad, self.index.owner, strict=True):
+        vecs, lrs, owners, which = [], [], [], []
+        for i, (p, had, owner) in enumerate(
+            zip(self.index.params, self._had_grad, self.index.owner, strict=True)
+        ):
             lr = self._lr.get(id(p))
             if not had or lr is None:
                 continue
@@ -95,16 +97,18 @@ class UpdateMeter:
             vec = buf if buf is not None else p.grad
             if vec is None:
                 continue
-            vecs.append(vec)
+            vecs.append(local(vec))
             lrs.append(lr)
             owners.append(owner)
-        out = torch.zeros(self.index.n_layers, dtype=torch.float64, device=self.index.device)
+            which.append(i)
         if not vecs:
-            return out
+            out = torch.zeros(self.index.n_layers, dtype=torch.float64, device=self.index.device)
+            return self.index.shards.reduce(out)  # every rank takes part in the all-reduce
         scale = torch.tensor(lrs, dtype=torch.float64).to(self.index.device)
         norms = foreach_norm(vecs) * scale
         idx = torch.tensor(owners, dtype=torch.long).to(self.index.device)
-        return out.index_add_(0, idx, norms.square()).sqrt()
+        weight = self.index.weights_of(which)
+        return self.index.per_layer(norms.square(), idx, weight).sqrt()
 
     def release(self) -> None:
         """Free the kept copy (at detach)."""

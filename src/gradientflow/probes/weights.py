@@ -23,14 +23,14 @@ def weight_stats(
     index: ParamIndex, zero_threshold: float, scratch: Scratch
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer weight norm and fraction of entries with ``|w| <= zero_threshold``."""
-    params = [p.detach() for p in index.params]
-    norms = index.per_layer(foreach_norm(params).square(), index.owner_idx).sqrt()
+    params = index.local_params()
+    norms = index.per_layer(foreach_norm(params).square(), index.owner_idx, index.weight).sqrt()
     large = []
     for p in params:
         magnitude = torch.abs(p, out=scratch.like(p))
         torch.threshold_(magnitude, zero_threshold, 0.0)  # keeps only |w| > threshold ...
         large.append(magnitude.sign_().sum(dtype=torch.float64))  # ... and counts them
-    n_large = index.per_layer(torch.stack(large), index.owner_idx)
+    n_large = index.per_layer(torch.stack(large), index.owner_idx, index.weight)
     return norms, 1.0 - n_large / index.numel
 
 

@@ -8,7 +8,7 @@
   activation health, loss, gradient vs time step, a trial side by side;
 - :mod:`gradientflow.report.tensorboard` — :func:`write_tensorboard` and
   :class:`TensorBoardWriter`;
-- :mod:`gradientflow.report._format` — the number and name formatters all of them use.
+- :mod:`gradientflow._format` — the number and name formatters all of them use.
 
 Each module imports its optional dependency (matplotlib, tensorboard, rich) only when used.
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow._format import short
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._format import short
 from gradientflow.report.html_data import layer_table_html, plots_section, trial_section
 from gradientflow.report.html_findings import (
     as_mapping,

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow._format import sig3
 from gradientflow.report import plots
-from gradientflow.report._format import sig3
 from gradientflow.report.html_findings import esc
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from gradientflow.report._format import printable, sig3
+from gradientflow._format import printable, sig3
 
 if TYPE_CHECKING:
     from gradientflow.diagnosis.findings import Diagnosis, Finding

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow._format import printable, sig3
 from gradientflow.diagnosis.depth import grad_ratio
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._format import printable, sig3
 from gradientflow.trace import LAYER_METRICS, Trace
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from gradientflow.report._format import layer_list, number, pct, printable, sci
+from gradientflow._format import layer_list, number, pct, printable, sci
 
 if TYPE_CHECKING:
     from torch import nn

@@ -122,7 +122,7 @@ class TrialTable:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def __str__(self) -> str:
-        from gradientflow.report._format import printable
+        from gradientflow._format import printable
 
         metric = printable(self.metric_name or "metric")
         head = [

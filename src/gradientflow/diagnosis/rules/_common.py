@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from gradientflow import kinds
+from gradientflow._format import compact as fmt
+from gradientflow._format import percent as pct
 from gradientflow.diagnosis.depth import chain_layers, is_container
 from gradientflow.trace import Trace
 
@@ -158,28 +160,9 @@ def dominant_activation(trace: Trace, layers: Iterable[int]) -> str | None:
     return max(set(known), key=known.count)
 
 
-def fmt(x: float) -> str:
-    """A number for a message: 2 significant digits, scientific when tiny or huge."""
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    ax = abs(x)
-    if ax < 1e-3 or ax >= 1e5:
-        return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
-    if ax >= 100:
-        return f"{x:.0f}"
-    return f"{x:.2g}"
-
-
 def q(name: str) -> str:
     """A layer name quoted for a sentence: ``'4'``, ``'encoder.layers.0.linear1'``."""
     return f"'{name}'"
-
-
-def pct(x: float) -> str:
-    """A fraction as a percentage for a message: ``0.934 -> '93%'``, ``0.0064 -> '0.6%'``."""
-    return f"{100 * x:.1f}%" if abs(x) < 0.095 else f"{100 * x:.0f}%"
 
 
 def remedies_for_activation(activation: str | None) -> list[str]:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gradientflow._format import printable
 from gradientflow.errors import GradientFlowError
-from gradientflow.report._format import printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

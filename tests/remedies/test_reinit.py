@@ -1,0 +1,53 @@
+"""reinit: each scheme's statistics against its formula; only= and the recurrent layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gradientflow.errors import GradientFlowError
+from gradientflow.remedies import reinit
+from tests.remedies.helpers import same, snapshot
+
+N_IN, N_OUT = 400, 300
+TOL = 4 * (2 / (N_IN * N_OUT)) ** 0.5  # 4 sigma of a sample variance
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected_var"),
+    [("he", 2 / N_IN), ("lecun", 1 / N_IN), ("xavier", 2 / (N_IN + N_OUT))],
+)
+def test_variance_matches_the_formula(scheme: str, expected_var: float) -> None:
+    model = nn.Sequential(nn.Linear(N_IN, N_OUT), nn.ReLU(), nn.Linear(N_OUT, 2))
+    snap = snapshot(model)
+    new = reinit(model, scheme)
+    w = new[0].weight.detach()
+    assert float(w.var()) == pytest.approx(expected_var, rel=TOL)
+    assert float(new[0].bias.detach().abs().max()) == 0.0
+    assert same(model, snap)
+
+
+def test_orthogonal_and_only() -> None:
+    model = nn.Sequential(nn.Linear(32, 32), nn.Tanh(), nn.BatchNorm1d(32), nn.Linear(32, 4))
+    new = reinit(model, "orthogonal", only=["0"])
+    w = new[0].weight.detach()
+    assert torch.allclose(w @ w.T, torch.eye(32), atol=1e-5)
+    assert torch.equal(new[3].weight, model[3].weight)
+    assert torch.equal(new[2].weight, model[2].weight)
+    with pytest.raises(GradientFlowError, match=r"no submodule named 'fc9'"):
+        reinit(model, "he", only=["fc9"])
+
+
+def test_recurrent_layers_per_gate() -> None:
+    lstm = reinit(nn.LSTM(16, 16), "orthogonal")
+    for block in lstm.weight_hh_l0.detach().chunk(4):
+        assert torch.allclose(block @ block.T, torch.eye(16), atol=1e-5)
+    assert torch.all(lstm.bias_ih_l0[16:32] == 1) and torch.all(lstm.bias_hh_l0 == 0)
+
+
+def test_errors() -> None:
+    with pytest.raises(GradientFlowError, match=r"unknown scheme 'kaiming'"):
+        reinit(nn.Linear(2, 2), "kaiming")
+    with pytest.raises(GradientFlowError, match=r"no Linear, Conv or RNN"):
+        reinit(nn.Sequential(nn.ReLU()), "he")
