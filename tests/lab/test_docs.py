@@ -50,4 +50,22 @@ def test_committed_quick_results_pass_and_every_negative_control_fails() -> None
     assert len(payload["meta"]["seeds"]) >= 3
     for r in payload["results"]:
         assert r["negative_control"]["fails"], (r["name"], r["seed"], r["negative_control"])
-        assert r["passed"], (r["name"], r["seed"], [c for c in r["checks"] if not c["passed"]])
+    for name in experiments.names():
+        runs = [r for r in payload["results"] if r["name"] == name]
+        failed = {
+            r["seed"]: [c for c in r["checks"] if not c["passed"]] or r["error"]
+            for r in runs
+            if not r["passed"]
+        }
+        if name in docs.STATED_SPREAD:  # the docs say it misses on some seeds: it must, rarely
+            assert failed, f"{name} passes every seed: drop it from docs.STATED_SPREAD"
+            assert len(failed) < len(runs) / 2, (name, failed)
+        else:
+            assert not failed, (name, failed)
+
+
+def test_stated_spread_is_rendered_and_names_known_experiments() -> None:
+    assert set(docs.STATED_SPREAD) <= set(experiments.names())
+    summary = docs.summary(None, None)
+    for name in docs.STATED_SPREAD:
+        assert f"*{name}* misses its criterion on some seeds" in summary

@@ -82,6 +82,27 @@ DOC_KEYS: dict[str, list[str]] = {
     "mnist1d-baselines": ["test_acc."],
     "hardware": ["steps_per_second.", "parity_gap.", "negative_control_gap"],
     "trainability": ["agreement", "majority_guess_agreement", "critical_sigma_w2"],
+    "qk-layernorm-lr": [
+        "final_loss_plain.",
+        "final_loss_qk_layernorm.",
+        "max_attention_logit_plain.",
+        "max_attention_logit_qk_layernorm.",
+        "lrs_within_margin.",
+        "lr_sensitivity.",
+    ],
+    "post-ln-warmup": ["growth_median_of_3.", "final_loss."],
+}
+
+#: experiments whose criterion the committed quick run misses on some (fewer than half) of its
+#: seeds, with what the docs say about it: issue 11 asks each experiment to pass on every seed
+#: of 3 *or state its spread honestly*; a criterion is never loosened after the fact to pass.
+#: tests/lab/test_docs.py fails if a listed experiment passes every seed (stale) or fails on
+#: half or more, and if an unlisted one fails on any seed.
+STATED_SPREAD: dict[str, str] = {
+    "qk-layernorm-lr": "with qk-layernorm the loss at lr 0.1 sits at the 20% margin of the "
+    "sweep's best, inside it on some seeds and just outside on others (table below); the plain "
+    "model's logit growth, its loss beyond the margin and the attention findings hold on every "
+    "seed, and the mean excess loss over the sweep (lr_sensitivity) is lower with qk-layernorm",
 }
 
 #: README's headline per experiment: (measured path, what it is, the literature)
@@ -145,6 +166,16 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
         "agreement",
         "preflight's 6ξ vs training, cells agreeing",
         "trainable iff depth ≲ 6ξ (Schoenholz et al. 2017)",
+    ),
+    "qk-layernorm-lr": (
+        "max_attention_logit_plain.0.1",
+        "largest attention logit at lr 0.1, no qk-layernorm",
+        "logits grow, loss degrades; qk-layernorm prevents it (Wortsman et al. 2023)",
+    ),
+    "post-ln-warmup": (
+        "growth_median_of_3.post",
+        "post-LN FFN gradient at init, last block / median block",
+        "grows toward the output; post-LN needs warmup (Xiong et al. 2020)",
     ),
 }
 
@@ -223,7 +254,11 @@ def summary(quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:
             f"| {name} | {_esc(experiments.describe(name))} | {_esc(first.get('criterion', '—'))} "
             f"| {_esc(what)} | {_verdict(q)} | {_verdict(f)} |"
         )
-    return "\n".join(rows)
+    notes = [
+        f"*{name}* misses its criterion on some seeds: {why}."
+        for name, why in STATED_SPREAD.items()
+    ]
+    return "\n".join(rows + (["", *notes] if notes else []))
 
 
 def numbers(name: str, quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:

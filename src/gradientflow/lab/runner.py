@@ -129,7 +129,9 @@ def write_outputs(
 
 # Rough quick-mode cost order, so the long experiments start first and the pool stays busy.
 _COST = [
+    "post-ln-warmup",
     "lstm-vs-rnn",
+    "qk-layernorm-lr",
     "residual",
     "mnist1d-baselines",
     "trainability",

@@ -10,7 +10,10 @@ sensitivity" drops).
 We train a tiny pre-LN causal transformer LM (:mod:`gradientflow.lab.transformer_models`:
 2 blocks, d_model 32, 2 heads, 32 characters of Python standard-library source per sequence)
 with AdamW (no weight decay) over a learning-rate sweep spanning more than two decades, with
-and without qk-layernorm, same seed and batches, watched with the attention probe.
+and without qk-layernorm, same seed and batches, watched with the attention probe. Each arm is
+held to the qk-layernorm criterion (:func:`stable_at_high_lr`: at lr 0.1 the loss stays within
+20% of the sweep's best and the largest attention logit below 100× its lr-1e-3 value). The
+negative control: the plain model must fail it.
 
 >>> r = run(quick=True)  # doctest: +SKIP
 >>> r.passed  # doctest: +SKIP
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gradientflow.lab.figures import save_figure
-from gradientflow.lab.record import ExperimentResult, check, sig
+from gradientflow.lab.record import ExperimentResult, check, control, sig, verdict
 from gradientflow.lab.transformer_models import TinyLM, train_lm
 from gradientflow.remedies.qk_layernorm import qk_layernorm
 
@@ -35,6 +38,11 @@ SOURCE = "Wortsman et al. 2023 (Fig. 1, §3.1); Dehghani et al. 2023; Zhai et al
 #: "near its best": final loss within 20% of the best final loss of the sweep (both arms)
 MARGIN = 0.2
 ATTN = ("attention_logit_growth", "attention_entropy_collapse")
+HIGH_LR, LOW_LR = 1e-1, 1e-3
+NEGATIVE_CONTROL = (
+    "the plain model under the qk-layernorm criterion (at lr 0.1: loss within 20% of the best, "
+    "max attention logit < 100 × lr 1e-3's)"
+)
 
 
 def _arm(lrs: list[float], qk: bool, steps: int, seed: int) -> list[dict[str, Any]]:
@@ -54,6 +62,26 @@ def _arm(lrs: list[float], qk: bool, steps: int, seed: int) -> list[dict[str, An
     return out
 
 
+def stable_at_high_lr(
+    arm: list[dict[str, Any]], lrs: list[float], best: float
+) -> list[dict[str, Any]]:
+    """The qk-layernorm criterion on one arm of the sweep: at lr 0.1 the final loss is within
+    the margin of the sweep's best, and the largest attention logit grew < 100× from lr 1e-3's."""
+    hi, lo = arm[lrs.index(HIGH_LR)], arm[lrs.index(LOW_LR)]
+    checks: list[dict[str, Any]] = []
+    check(
+        checks,
+        f"loss at lr 0.1 ≤ {1 + MARGIN:g} × the sweep's best",
+        hi["loss"] <= (1 + MARGIN) * best,
+    )
+    check(
+        checks,
+        "max attention logit at lr 0.1 < 100 × at lr 1e-3",
+        hi["max_logit"] < 100 * lo["max_logit"],
+    )
+    return checks
+
+
 def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> ExperimentResult:
     """LR sweep with and without qk-layernorm; losses, max attention logits, findings."""
     lrs = [1e-3, 1e-2, 1e-1, 3e-1] if quick else [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
@@ -66,16 +94,18 @@ def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> Expe
         name: sum(min(r["loss"], 4.85) - best for r in arm) / len(arm)
         for name, arm in (("plain", plain), ("qk_layernorm", normed))
     }
-    checks: list[dict[str, Any]] = []
-    hi = lrs.index(1e-1)
+    hi = lrs.index(HIGH_LR)
+    checks = [
+        {**c, "check": "qk-layernorm: " + c["check"]} for c in stable_at_high_lr(normed, lrs, best)
+    ]
     check(
         checks,
         "plain: max attention logit at lr 0.1 ≥ 100 × at lr 1e-3",
-        plain[hi]["max_logit"] >= 100 * plain[0]["max_logit"],
+        plain[hi]["max_logit"] >= 100 * plain[lrs.index(LOW_LR)]["max_logit"],
     )
     check(
         checks,
-        "plain: loss at lr 0.1 > (1 + margin) × best",
+        f"plain: loss at lr 0.1 > {1 + MARGIN:g} × the sweep's best",
         plain[hi]["loss"] > (1 + MARGIN) * best,
     )
     check(
@@ -92,10 +122,11 @@ def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> Expe
     lo = lrs.index(1e-2)
     check(
         checks,
-        "control lr 1e-2: both arms' losses within 5% and no attention finding",
+        "lr 1e-2: both arms' losses within 5% and no attention finding",
         abs(plain[lo]["loss"] - normed[lo]["loss"]) <= 0.05 * best
         and not any(k in plain[lo]["findings"] + normed[lo]["findings"] for k in ATTN),
     )
+    negative = control(NEGATIVE_CONTROL, stable_at_high_lr(plain, lrs, best))
     figures = save_figure(out_dir, "qk_layernorm_lr", lambda ax: _plot(ax, plain, normed))
     return ExperimentResult(
         name="qk-layernorm-lr",
@@ -106,24 +137,31 @@ def run(quick: bool = False, out_dir: Path | None = None, seed: int = 0) -> Expe
             "optimizer": "AdamW, no weight decay, batch 16",
             "steps": steps,
             "lrs": lrs,
+            "seed": seed,
         },
         measured={
-            "final_loss_plain": [sig(r["loss"]) for r in plain],
-            "final_loss_qk_layernorm": [sig(r["loss"]) for r in normed],
-            "max_attention_logit_plain": [sig(r["max_logit"]) for r in plain],
-            "max_attention_logit_qk_layernorm": [sig(r["max_logit"]) for r in normed],
-            "min_head_entropy_plain": [sig(r["min_entropy"]) for r in plain],
-            "min_head_entropy_qk_layernorm": [sig(r["min_entropy"]) for r in normed],
+            "final_loss_plain": {f"{r['lr']:g}": sig(r["loss"]) for r in plain},
+            "final_loss_qk_layernorm": {f"{r['lr']:g}": sig(r["loss"]) for r in normed},
+            "max_attention_logit_plain": {f"{r['lr']:g}": sig(r["max_logit"]) for r in plain},
+            "max_attention_logit_qk_layernorm": {
+                f"{r['lr']:g}": sig(r["max_logit"]) for r in normed
+            },
+            "min_head_entropy_plain": {f"{r['lr']:g}": sig(r["min_entropy"]) for r in plain},
+            "min_head_entropy_qk_layernorm": {
+                f"{r['lr']:g}": sig(r["min_entropy"]) for r in normed
+            },
             "lrs_within_margin": {"plain": ok_plain, "qk_layernorm": ok_normed},
             "lr_sensitivity": {k: sig(v) for k, v in sens.items()},
             "findings_plain": [r["findings"] for r in plain],
             "findings_qk_layernorm": [r["findings"] for r in normed],
         },
-        criterion="plain at lr 0.1: max logit ≥ 100× lr 1e-3's and loss beyond the margin; "
+        criterion="qk-layernorm at lr 0.1: loss within 20% of the sweep's best and max "
+        "attention logit < 100× lr 1e-3's; plain at lr 0.1: max logit ≥ 100× lr 1e-3's; "
         "qk-layernorm keeps more LRs within 20% of the best; attention findings only for plain "
-        "at lr 0.1; control at lr 1e-2: arms agree within 5%, no finding",
-        passed=all(c["passed"] for c in checks),
+        "at lr 0.1; at lr 1e-2: arms agree within 5%, no finding",
+        passed=verdict(checks, negative),
         checks=checks,
+        negative_control=negative,
         figures=figures,
         quick=quick,
         seed=seed,
