@@ -15,7 +15,7 @@ import pytest
 from logged_runs import expected_series, vanishing_run
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.loggers import findings_table
+from gradientflow.loggers._common import findings_table
 from gradientflow.report.tensorboard import diagnosis_markdown
 
 mlflow = pytest.importorskip("mlflow")

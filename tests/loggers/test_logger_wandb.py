@@ -11,7 +11,7 @@ from logged_runs import STEPS, expected_series, vanishing_run
 from wandb_file import read_run
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.loggers import findings_table
+from gradientflow.loggers._common import findings_table
 from gradientflow.report.tensorboard import diagnosis_markdown
 
 wandb = pytest.importorskip("wandb")

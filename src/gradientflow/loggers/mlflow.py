@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.loggers import chunk_rows, final_diagnosis, findings_table
+from gradientflow.loggers._common import chunk_rows, final_diagnosis, findings_table
 from gradientflow.recorder import Flush
 
 EXPERIMENT = "gradientflow"
