@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest pytest-perturbed test-perturbed lab lab-docs clean
+.PHONY: demo test test-slow lint typecheck pytest pytest-perturbed test-perturbed lab lab-docs clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,8 +25,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# `make test` stays under 5 minutes on 2 cores: the long real trainings (marker `slow`: the
+# adding problem over 3 seeds, the quick lab, BERT-12, the README and notebook examples) run in
+# `make test-slow`, which CI runs after `make test` (.ci/run).
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest src tests --doctest-modules -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest src tests --doctest-modules -n 2 -m "not slow" \
+		--durations=10
+
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 -m slow --durations=10
 
 # The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
 # them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py);
