@@ -161,8 +161,7 @@ def test_bad_input_gives_clear_errors() -> None:
         _ = mon.trace
     with pytest.raises(GradientFlowError, match="scalar"):
         mon.log(loss=torch.ones(3))
-    with pytest.raises(GradientFlowError, match="nothing was recorded"):
-        mon.close()  # the hooks are removed all the same
+    assert mon.close() is None  # nothing was recorded: close() says so by None, never raises
     assert not mon._handles
 
 
