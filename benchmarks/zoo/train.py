@@ -46,7 +46,7 @@ def train_case(case: Case, cache: Path, seed: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         run = case.run(seed)
-        run.trace.save(folder / TRACE_DIR)
+        run.trace.save(folder / TRACE_DIR, overwrite=True)  # a retrain replaces the old run
         record.update(outcome=run.outcome, verified=run.verified, check=run.check, error=None)
     except Exception as exc:  # a broken case is reported, not hidden
         record.update(outcome={}, verified=False, check="", error=repr(exc))
