@@ -94,7 +94,7 @@ def input_stats(
 
     >>> x = torch.tensor([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0]])
     >>> [round(float(v), 4) for v in input_stats(x, "tanh", False, 0.01)]
-    [0.3333, 0.0]
+    [0.3333, 0.3333]
     """
     x = x.detach()
     if x.dim() == 0:

@@ -30,9 +30,7 @@ def weight_stats(
         magnitude = torch.abs(p, out=scratch.like(p))
         torch.threshold_(magnitude, zero_threshold, 0.0)  # keeps only |w| > threshold ...
         large.append(torch.count_nonzero(magnitude))  # ... and counts them
-    n_large = index.per_layer(
-        torch.stack(large).to(torch.float64), index.owner_idx, index.weight
-    )
+    n_large = index.per_layer(torch.stack(large).to(torch.float64), index.owner_idx, index.weight)
     return norms, 1.0 - n_large / index.numel
 
 
