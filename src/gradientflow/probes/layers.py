@@ -233,15 +233,17 @@ class Scratch:
     def __init__(self) -> None:
         self._values: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
-    def like(self, t: torch.Tensor) -> torch.Tensor:
-        """A buffer shaped like ``t``, of its dtype and device."""
-        n = t.numel()
-        values = self._values.get((t.device, t.dtype))
+    def like(self, t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A buffer shaped like ``t``, of its dtype (or ``dtype``) and device."""
+        n, dtype = t.numel(), dtype or t.dtype
+        values = self._values.get((t.device, dtype))
         if values is None or values.numel() < n:
-            values = self._values[(t.device, t.dtype)] = torch.empty(
-                n, dtype=t.dtype, device=t.device
-            )
+            values = self._values[(t.device, dtype)] = torch.empty(n, dtype=dtype, device=t.device)
         return values[:n].view(t.shape)
+
+    def flags(self, t: torch.Tensor) -> torch.Tensor:
+        """A boolean buffer shaped like ``t``, on its device."""
+        return self.like(t, torch.bool)
 
 
 @dataclass
