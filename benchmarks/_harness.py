@@ -56,6 +56,23 @@ def cnn_bn() -> nn.Module:
     )  # fmt: skip
 
 
+#: VGG-11's convolution widths ("M": a 2x2 max-pooling), as in Simonyan & Zisserman (2015)
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+def vgg11(classes: int = 10) -> nn.Module:
+    """VGG-11 (configuration A: 8 conv 3x3 + ReLU, 5 poolings) for 32x32 inputs, linear head."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for v in VGG11:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(c_in, int(v), 3, padding=1), nn.ReLU()]
+            c_in = int(v)
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, classes))
+
+
 class Encoder(nn.Module):
     """A small transformer encoder (pre-norm, GELU) over a sequence; mean-pooled linear head."""
 
@@ -116,6 +133,7 @@ CASES: dict[str, Case] = {
         Case("transformer", Encoder, (32, 64, 128), 10),
         Case("lstm2", Lstm, (32, 50, 32), 10),
         Case("deep2000", deep, (16, 16), 16),
+        Case("vgg11", vgg11, (16, 3, 32, 32), 10),
         Case("tiny_mlp", lambda: mlp(depth=3, width=8), (4, 8), 8),
     )
 }

@@ -25,13 +25,16 @@ from torch import nn
 from gradientflow import kinds
 from gradientflow.probes.base import Probe
 from gradientflow.probes.hooks import Stopper, bound_hook, tensor_hook
-from gradientflow.probes.layers import Layer
+from gradientflow.probes.layers import Layer, norm_sq
 
 #: Trace.meta["activation_statistics"] of a compiled model (its forward is not hooked)
 NOT_COMPILED = (
     "not measured: the model is compiled (no forward hooks: no activation, attention or "
     "through-time statistics)"
 )
+
+#: activations whose outputs are never negative: a unit's maximum over the batch says if it lives
+_NON_NEGATIVE = frozenset({"relu", "relu6"})
 
 __all__ = ["ActivationProbe", "input_stats", "producing_activation", "sequential_activations"]
 
@@ -82,20 +85,36 @@ def _first_tensor(x: Any) -> torch.Tensor | None:
 def input_stats(
     x: torch.Tensor, activation: str, channel_first: bool, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dead fraction, saturated fraction) of an activation tensor, as float64 0-d tensors."""
+    """(dead fraction, saturated fraction) of an activation tensor, as float64 0-d tensors.
+
+    A unit (a channel of a channel-first input, else a last-dim feature) is dead when it is
+    zero for every sample: its largest and smallest values over the batch are both 0 (a NaN
+    keeps it alive), found by reductions that read the tensor without copying it; after a
+    non-negative activation (ReLU and kin) the largest alone decides.
+
+    >>> x = torch.tensor([[0.0, 1.0, -2.0], [0.0, 0.0, 0.0]])
+    >>> [round(float(v), 4) for v in input_stats(x, "tanh", False, 0.01)]
+    [0.3333, 0.3333]
+    """
     x = x.detach()
-    if x.dim() >= 2 and channel_first:
-        units = x.transpose(0, 1).reshape(x.shape[1], -1).t()
+    if x.dim() == 0:
+        x = x.reshape(1, 1)
+    unit = 1 if (x.dim() >= 2 and channel_first) else x.dim() - 1
+    dims = [d for d in range(x.dim()) if d != unit]
+    if dims:
+        alive = torch.amax(x, dim=dims) != 0
+        if activation not in _NON_NEGATIVE:
+            alive |= torch.amin(x, dim=dims) != 0
     else:
-        units = x.reshape(-1, x.shape[-1]) if x.dim() >= 1 else x.reshape(1, 1)
-    alive = (units != 0).any(dim=0)
+        alive = x != 0
     dead = 1.0 - alive.to(torch.float64).mean()
     limits = kinds.SATURATION_LIMITS.get(activation)
     if limits is None:
         sat = torch.zeros((), dtype=torch.float64, device=x.device)
     else:
         lo, hi = limits
-        sat = ((units <= lo + eps) | (units >= hi - eps)).to(torch.float64).mean()
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 - eps
+        sat = (x - mid).abs_().ge_(half).sum(dtype=torch.float64) / x.numel()
     return dead, sat
 
 
@@ -205,7 +224,7 @@ class ActivationProbe(Probe):
             if out is None or not out.is_floating_point():
                 return
             o = out.detach()
-            out_sq = o.to(torch.float64).square().sum()
+            out_sq = norm_sq(o)
             if out.requires_grad:
                 out.register_hook(tensor_hook(self.stopper, self._grad_hook(j)))
             self._out_sq[j].append(out_sq)
@@ -215,9 +234,7 @@ class ActivationProbe(Probe):
 
     def _grad_hook(self, j: int) -> Any:
         def hook(grad: torch.Tensor) -> None:
-            self._grad_sq[j].append(
-                torch.linalg.vector_norm(grad.detach(), dtype=torch.float64).square()
-            )
+            self._grad_sq[j].append(norm_sq(grad.detach()))
 
         return hook
 

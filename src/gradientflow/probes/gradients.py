@@ -19,32 +19,51 @@ from gradientflow.probes.layers import ParamIndex, Scratch, dense, foreach_norm
 __all__ = ["GradientProbe", "ParamIndex", "Scratch", "foreach_norm", "grad_norms"]
 
 
-def grad_norms(index: ParamIndex) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer gradient norm (NaN for layers without gradient) and the global norm."""
+def grad_norms(
+    index: ParamIndex, norms: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer gradient norm (NaN for layers without gradient) and the global norm.
+
+    ``norms``: the per-gradient norms of ``index.with_grad()``, when already computed.
+    """
     grads, idx, mask = index.with_grad()
     if not grads:
         nan = index.nan_layers()
         return nan, nan[0].clone()
-    sq = index.per_layer(foreach_norm(grads).square(), idx, index.grad_weight)
+    norms = foreach_norm(grads) if norms is None else norms
+    sq = index.per_layer(norms.square(), idx, index.grad_weight)
     per_layer = torch.where(mask, sq.sqrt(), index.nan_layers())
     return per_layer, sq.sum().sqrt()
 
 
-def nonfinite_counts(index: ParamIndex, scratch: Scratch) -> torch.Tensor:
+def nonfinite_counts(
+    index: ParamIndex, scratch: Scratch, norms: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient).
 
     ``g * 0`` is 0 where g is finite and NaN where it is not; NaN is then set to 1 and summed
     (in float64, exact to 2**53 entries). No temporary is allocated: see :class:`Scratch`.
+    With ``norms`` (the gradients' norms, on the CPU) only gradients whose norm is not finite
+    are counted: a finite norm (taken in float64 where float32 would overflow) means none.
     """
     grads, idx, mask = index.with_grad()
     if not grads:
         return index.nan_layers()
-    counts = []
-    for g in dense(grads):
-        flags = torch.mul(g, 0.0, out=scratch.like(g)).nan_to_num_(nan=1.0)
-        counts.append(flags.sum(dtype=torch.float64))
-    per_layer = index.per_layer(torch.stack(counts), idx, index.grad_weight)
+    dense_ = dense(grads)
+    if norms is not None and norms.device.type == "cpu":
+        counts = torch.zeros(len(dense_), dtype=torch.float64)
+        for i in torch.isfinite(norms).logical_not_().nonzero().flatten().tolist():
+            counts[i] = _count(dense_[i], scratch)
+        stacked = counts.to(index.device)
+    else:
+        stacked = torch.stack([_count(g, scratch) for g in dense_])
+    per_layer = index.per_layer(stacked, idx, index.grad_weight)
     return torch.where(mask, per_layer, index.nan_layers())
+
+
+def _count(g: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+    flags = torch.mul(g, 0.0, out=scratch.like(g)).nan_to_num_(nan=1.0)
+    return flags.sum(dtype=torch.float64)
 
 
 class GradientProbe(Probe):
@@ -70,8 +89,10 @@ class GradientProbe(Probe):
 
     def on_step(self, step: int, full: bool) -> Mapping[str, torch.Tensor]:
         index = self.watched.index
-        per_layer, total = grad_norms(index)
+        grads = index.with_grad()[0]
+        norms = foreach_norm(grads) if grads else None
+        per_layer, total = grad_norms(index, norms)
         out = {"grad_norm": per_layer, "global_grad_norm": total}
         if full:
-            out["nonfinite"] = nonfinite_counts(index, self.watched.scratch)
+            out["nonfinite"] = nonfinite_counts(index, self.watched.scratch, norms)
         return out

@@ -28,9 +28,9 @@ def weight_stats(
     large = []
     for p in params:
         magnitude = torch.abs(p, out=scratch.like(p))
-        torch.threshold_(magnitude, zero_threshold, 0.0)  # keeps only |w| > threshold ...
-        large.append(magnitude.sign_().sum(dtype=torch.float64))  # ... and counts them
-    n_large = index.per_layer(torch.stack(large), index.owner_idx, index.weight)
+        above = torch.gt(magnitude, zero_threshold, out=scratch.flags(p))  # NaN: not above
+        large.append(torch.count_nonzero(above))  # one byte a flag to count: few passes
+    n_large = index.per_layer(torch.stack(large).to(torch.float64), index.owner_idx, index.weight)
     return norms, 1.0 - n_large / index.numel
 
 
