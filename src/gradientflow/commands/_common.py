@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gradientflow.errors import GradientFlowError
 
@@ -44,3 +45,25 @@ def load(spec: str | None, steps: int) -> tuple[Recipe, str]:
         epochs = steps // 21 + 1  # digits: 22 batches of 64 an epoch
         return check_recipe(demo_recipe(epochs=epochs), "demo"), "demo"
     return load_recipe(spec), spec
+
+
+def add_command(sub: Any, name: str, help: str, doc: str | None, epilog: str) -> Any:
+    """A subcommand's parser: its one-line help, the first paragraph of its module docstring as
+    the description, and its examples as the epilog (kept as written)."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=doc.split("\n\n")[0] if doc else None,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_recipe_argument(p: argparse.ArgumentParser) -> None:
+    """The optional ``FILE.py:FUNC`` positional argument (default: the built-in demo)."""
+    p.add_argument(
+        "recipe",
+        nargs="?",
+        default=None,
+        help="FILE.py:FUNC returning a recipe dict (default: the built-in demo)",
+    )

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gradientflow.commands._common import load, writable_folder
+from gradientflow.commands._common import add_command, add_recipe_argument, load, writable_folder
 from gradientflow.errors import GradientFlowError
 from gradientflow.store import write_file
 
@@ -38,19 +38,14 @@ EPILOG = """examples:
 
 def register(sub: Any) -> None:
     """Add the ``diagnose`` subcommand to the CLI."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "diagnose",
-        help="train a recipe (or the demo) under a watch and print the diagnosis",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train a recipe (or the demo) under a watch and print the diagnosis",
+        __doc__,
+        EPILOG,
     )
-    p.add_argument(
-        "recipe",
-        nargs="?",
-        default=None,
-        help="FILE.py:FUNC returning a recipe dict (default: the built-in demo)",
-    )
+    add_recipe_argument(p)
     p.add_argument(
         "--steps",
         type=int,

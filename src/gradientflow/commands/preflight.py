@@ -20,6 +20,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from gradientflow.commands._common import add_command, add_recipe_argument
 from gradientflow.errors import GradientFlowError
 
 if TYPE_CHECKING:
@@ -35,12 +36,12 @@ EPILOG = """examples:
 
 def register(sub: Any) -> None:
     """Add the ``preflight`` subcommand to the CLI."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "preflight",
-        help="predict vanishing/exploding gradients at init, before training",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "predict vanishing/exploding gradients at init, before training",
+        __doc__,
+        EPILOG,
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -48,12 +49,7 @@ def register(sub: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``preflight`` command's arguments."""
-    p.add_argument(
-        "recipe",
-        nargs="?",
-        default=None,
-        help="FILE.py:FUNC returning a recipe dict (default: the built-in demo)",
-    )
+    add_recipe_argument(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument(
         "--fail-on",

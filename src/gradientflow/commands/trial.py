@@ -16,6 +16,12 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gradientflow.commands._common import (
+    add_command,
+    add_recipe_argument,
+    load,
+    writable_folder,
+)
 from gradientflow.errors import GradientFlowError
 from gradientflow.store import write_file
 
@@ -33,19 +39,14 @@ EPILOG = """examples:
 
 def register(sub: Any) -> None:
     """Add the ``trial`` subcommand to the CLI."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "trial",
-        help="train the baseline and its remedies side by side and print the table",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train the baseline and its remedies side by side and print the table",
+        __doc__,
+        EPILOG,
     )
-    p.add_argument(
-        "recipe",
-        nargs="?",
-        default=None,
-        help="FILE.py:FUNC returning a recipe dict (default: the built-in demo)",
-    )
+    add_recipe_argument(p)
     add_trial_options(p, prefix="--")
     p.add_argument(
         "--diagnose-steps",
@@ -112,8 +113,6 @@ def _seeds(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose (unless ``--remedies`` names them), trial, print."""
-    from gradientflow.commands._common import load, writable_folder
-
     demo = args.recipe is None
     steps = args.trial_steps or (DEMO_TRIAL_STEPS if demo else 200)
     if args.out:
