@@ -115,32 +115,21 @@ def _gpt2(seed: int) -> Run:
     return Run(trace, {"test_loss": test, "baseline_loss": base, "loss_first": first}, ok, check)
 
 
+def _gated_adding(cell: str, seed: int) -> Run:
+    """A gated cell (LSTM or GRU) learning the adding problem at T=30 with Adam."""
+    m = models.Recurrent(cell, 2, 32, 1)
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    return _regress(Fit(m, opt, _adding(seed, 30), 600, 64, nn.functional.mse_loss), seed, True)
+
+
 @case("lstm_adding_30", "healthy", "rnn", "LSTM that learns the adding problem (T=30), Adam")
 def _lstm_adding(seed: int) -> Run:
-    m = models.Recurrent("lstm", 2, 32, 1)
-    fit = Fit(
-        m,
-        torch.optim.Adam(m.parameters(), 1e-2),
-        _adding(seed, 30),
-        600,
-        64,
-        nn.functional.mse_loss,
-    )
-    return _regress(fit, seed, True)
+    return _gated_adding("lstm", seed)
 
 
 @case("gru_adding_30", "healthy", "rnn", "GRU that learns the adding problem (T=30), Adam")
 def _gru_adding(seed: int) -> Run:
-    m = models.Recurrent("gru", 2, 32, 1)
-    fit = Fit(
-        m,
-        torch.optim.Adam(m.parameters(), 1e-2),
-        _adding(seed, 30),
-        600,
-        64,
-        nn.functional.mse_loss,
-    )
-    return _regress(fit, seed, True)
+    return _gated_adding("gru", seed)
 
 
 def _rows() -> tuple[torch.Tensor, ...]:
