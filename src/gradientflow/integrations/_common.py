@@ -20,7 +20,6 @@ to the framework's logger through :class:`LoggerStream`, and at the end of train
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import warnings
@@ -32,7 +31,8 @@ import numpy as np
 
 from gradientflow.errors import GradientFlowWarning
 from gradientflow.jsonsafe import json_safe
-from gradientflow.trace import LayerInfo
+from gradientflow.loggers._common import scalar_rows as rows_of
+from gradientflow.trace import LayerInfo, Trace
 
 #: Per-layer columns sent to the framework's logger by default (a few, not 200 curves).
 DEFAULT_METRICS = ("grad_norm", "rel_update")
@@ -51,25 +51,16 @@ def scalar_rows(
 ) -> Iterator[tuple[int, dict[str, float]]]:
     """For each row of a flushed chunk: its step and ``{"prefix/metric/layer": value}``.
 
-    Values not measured at a step (NaN) are left out, as are columns the chunk lacks.
+    Values not measured at a step (NaN) are left out, as are columns the chunk lacks (the rows
+    come from :func:`gradientflow.loggers._common.scalar_rows`, which the trackers use too).
     """
-    steps = chunk.get("steps")
-    if steps is None:
+    if "steps" not in chunk:
         return
-    for i, step in enumerate(np.asarray(steps).tolist()):
-        values: dict[str, float] = {}
-        for metric in metrics:
-            column = chunk.get(f"m.{metric}")
-            if column is None:
-                continue
-            for layer, v in zip(layers, column[i].tolist(), strict=False):
-                if not math.isnan(v):
-                    values[f"{prefix}/{metric}/{layer.name}"] = v
-        for name in STEP_METRICS:
-            column = chunk.get(f"s.{name}")
-            if column is not None and not math.isnan(float(column[i])):
-                values[f"{prefix}/{name}"] = float(column[i])
-        yield int(step) + step_offset, values
+    trace = Trace.concat(list(layers), [dict(chunk)])
+    yield from rows_of(
+        trace, metrics, STEP_METRICS, prefix=f"{prefix}/", keep_nonfinite=False,
+        step_offset=step_offset,
+    )  # fmt: skip
 
 
 class LoggerStream:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from gradientflow.recorder import Flush
@@ -22,22 +22,36 @@ LAYER_KEYS: tuple[str, ...] = ("grad_norm", "rel_update")
 STEP_KEYS: tuple[str, ...] = ("loss", "global_grad_norm")
 
 
-def scalar_rows(trace: Trace) -> Iterator[tuple[int, dict[str, float]]]:
-    """``(step, {key: value})`` per recorded step: the scalars a logger writes."""
+def scalar_rows(
+    trace: Trace,
+    layer_keys: Sequence[str] = LAYER_KEYS,
+    step_keys: Sequence[str] = STEP_KEYS,
+    *,
+    prefix: str = "",
+    keep_nonfinite: bool = True,
+    step_offset: int = 0,
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """``(step, {key: value})`` per recorded step: the scalars a logger writes.
+
+    Keys are ``prefix + metric/layer`` and ``prefix + scalar``; a value not measured (NaN) is
+    left out, except, with ``keep_nonfinite``, the gradient norm of a NaN/Inf gradient (the
+    trackers show it as measured). Columns the trace lacks are skipped.
+    """
     names = [info.name or "(root)" for info in trace.layers]
+    layer_keys = [k for k in layer_keys if k in trace.metrics]
+    step_keys = [k for k in step_keys if k in trace.scalars]
     for r in range(trace.n_records):
         row: dict[str, float] = {}
-        bad = trace.metrics["nonfinite"][r] > 0
-        for metric in LAYER_KEYS:
+        bad = trace.metrics["nonfinite"][r] > 0 if keep_nonfinite else None
+        for metric in layer_keys:
             for j, value in enumerate(trace.metrics[metric][r].tolist()):
-                # NaN means "not measured", except a gradient norm of a NaN/Inf gradient.
-                if not math.isnan(value) or (metric == "grad_norm" and bad[j]):
-                    row[f"{metric}/{names[j]}"] = value
-        for name in STEP_KEYS:
+                if not math.isnan(value) or (bad is not None and metric == "grad_norm" and bad[j]):
+                    row[f"{prefix}{metric}/{names[j]}"] = value
+        for name in step_keys:
             value = float(trace.scalars[name][r])
             if not math.isnan(value):
-                row[name] = value
-        yield int(trace.steps[r]), row
+                row[f"{prefix}{name}"] = value
+        yield int(trace.steps[r]) + step_offset, row
 
 
 def chunk_rows(event: Flush) -> Iterator[tuple[int, dict[str, float]]]:
