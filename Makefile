@@ -5,6 +5,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# torch threads per pytest worker (two workers): `make test TEST_THREADS=2` runs the suite with 2
+TEST_THREADS := 1
 
 .PHONY: demo test test-slow lint typecheck pytest pytest-perturbed test-perturbed lab lab-docs clean
 
@@ -29,11 +31,13 @@ typecheck: $(STAMP)
 # adding problem over 3 seeds, the quick lab, BERT-12, the README and notebook examples) run in
 # `make test-slow`, which CI runs after `make test` (.ci/run).
 pytest: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest src tests --doctest-modules -n 2 -m "not slow" \
+	OMP_NUM_THREADS=$(TEST_THREADS) OMP_WAIT_POLICY=PASSIVE \
+		$(BIN)/python -m pytest src tests --doctest-modules -n 2 -m "not slow" \
 		--durations=10
 
 test-slow: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -n 2 -m slow --durations=10
+	OMP_NUM_THREADS=$(TEST_THREADS) OMP_WAIT_POLICY=PASSIVE \
+		$(BIN)/python -m pytest tests -n 2 -m slow --durations=10
 
 # The real-training tests (marker `training`) must not lean on a bit-exact trajectory: re-run
 # them with two threads each and every initial weight moved by 1e-6 * randn (tests/realtrain.py);
