@@ -28,6 +28,7 @@ from gradientflow.diagnosis.rules._common import (
     remedies_for_activation,
     trainable_layers,
 )
+from gradientflow.kinds import ADVERSARIAL_ROLES
 from gradientflow.trace import Trace
 
 #: Remedies for this rule's findings, best first, when the activation is not known; a
@@ -58,8 +59,6 @@ TINY_UPDATE = 1e-5
 #: other is the exploding rule's business; reported as info. Three margins: a flat loss crosses
 #: one margin about 5% of the time, three about never.
 RISING = 3.0
-#: Roles (``trace.meta["role"]``, set by the user) whose loss is not expected to fall.
-ADVERSARIAL_ROLES = frozenset({"discriminator", "critic", "adversarial"})
 #: The starting loss is the median of the first few logged losses (not of the first fifth of
 #: the run: a fast initial drop would raise the bar that later progress is judged against).
 START_RECORDS = 5
@@ -160,8 +159,8 @@ def _rising(trace: Trace, ev: dict[str, Any], role: str) -> Finding:
         f"this run is declared a {role}, whose loss is not expected to fall"
         if role in ADVERSARIAL_ROLES
         else "a loss that goes up is not stagnating: for a GAN discriminator it is normal (it "
-        "rises as the generator improves, toward log 4 = 1.39 at equilibrium); otherwise the "
-        "learning rate may be too high"
+        "rises as the generator improves, toward log 4 = 1.39 at equilibrium; declare it with "
+        "watch(..., role='discriminator')); otherwise the learning rate may be too high"
     )
     msg = (
         f"The loss went from {ev['loss_start']:.4g} to {ev['loss_end']:.4g} over {ev['steps']} "
