@@ -4,7 +4,9 @@ Looks at the logged loss (medians of the first, middle and last fifth of the rec
 mini-batch noise): either it has not measurably moved since the start (less than 1%, or less
 than twice the standard error that the mini-batch noise puts on the difference), or it stopped
 improving in the second half of the run while still far above where it started. When in
-addition every layer's relative update is tiny, the learning rate is the likely cause.
+addition every layer's relative update is tiny, the learning rate is the likely cause. A loss
+that rises beyond its noise, or the loss of a model declared adversarial
+(``watch(disc, opt, role="discriminator")``, read from ``trace.meta["role"]``), gets an info.
 
 >>> from gradientflow.trace import Trace
 >>> t = Trace.build(["fc0"], steps=range(40), loss=[2.30] * 40)
