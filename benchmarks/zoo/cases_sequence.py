@@ -185,6 +185,12 @@ def _gan_stats(
     "watch(..., role='discriminator') (its loss rises as G improves)",
 )  # fmt: skip
 def _gan(seed: int) -> Run:
+    return gan_2d(seed)
+
+
+def gan_2d(seed: int, watched: str = "discriminator") -> Run:
+    """The zoo's GAN, watching its ``"discriminator"`` or its ``"generator"`` (declared as such
+    with ``watch(..., role=watched)``)."""
     torch.manual_seed(seed)
     real = data.gaussian_2d(20000, seed + 40)
     noise = torch.Generator().manual_seed(seed + 41)  # evaluation samples: not the training's
@@ -195,17 +201,22 @@ def _gan(seed: int) -> Run:
     opt_d = torch.optim.Adam(disc.parameters(), 1e-3, betas=(0.5, 0.999))
     bce = nn.functional.binary_cross_entropy_with_logits
     gap0, _ = _gan_stats(gen, real, noise)
-    with gradientflow.watch(disc, opt_d, role="discriminator") as mon:
+    model, opt = (gen, opt_g) if watched == "generator" else (disc, opt_d)
+    with gradientflow.watch(model, opt, role=watched) as mon:
         for _step in range(GAN_STEPS):
             xr = real[torch.randint(0, len(real), (128,))]
             xf = gen(torch.randn(128, 4))
             opt_d.zero_grad()
             ld = bce(disc(xr), torch.ones(128, 1)) + bce(disc(xf.detach()), torch.zeros(128, 1))
             ld.backward()
-            mon.log(loss=ld)
+            if watched != "generator":
+                mon.log(loss=ld)
             opt_d.step()
             opt_g.zero_grad()
-            bce(disc(xf), torch.ones(128, 1)).backward()
+            lg = bce(disc(xf), torch.ones(128, 1))
+            lg.backward()
+            if watched == "generator":
+                mon.log(loss=lg)
             opt_g.step()
             with torch.no_grad():
                 for avg, p in zip(averaged.parameters(), gen.parameters(), strict=True):

@@ -6,11 +6,11 @@ and the checks they get before anything is hooked.
 Traceback (most recent call last):
 ...
 gradientflow.errors.GradientFlowError: watch(): `flush_every` must be >= 1, got 0
->>> check_arguments(torch.nn.Linear(2, 2), None, 50, 1e-3, 0.01, role="generator")
+>>> check_arguments(torch.nn.Linear(2, 2), None, 50, 1e-3, 0.01, role="frozen")
 Traceback (most recent call last):
 ...
 gradientflow.errors.GradientFlowError: watch(): `role` must be one of 'discriminator', \
-'critic', 'adversarial' or None, got 'generator'
+'critic', 'generator', 'adversarial' or None, got 'frozen'
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ class Options(TypedDict, total=False):
       experiment name or a tracking URI: the same, logged to MLflow.
     * ``role`` (None): what the watched model plays in its training, for the rules that judge
       it differently; kept in ``trace.meta["role"]`` (it survives ``save``/``load``). Accepted:
-      ``"discriminator"`` (a GAN's), ``"critic"`` (a WGAN's) and ``"adversarial"`` (any other
-      player of an adversarial game): a loss that rises or settles (a discriminator's at
-      log 4 = 1.386, the number a classifier at chance shows) is then no stagnation.
+      ``"discriminator"`` (a GAN's), ``"critic"`` (a WGAN's), ``"generator"`` (a GAN's) and
+      ``"adversarial"`` (any other player of an adversarial game): a loss that rises or
+      settles (a discriminator's at log 4 = 1.386, the number a classifier at chance shows; a
+      non-saturating generator's at log 2) is then no stagnation.
     """
 
     log_dir: str | os.PathLike[str] | None

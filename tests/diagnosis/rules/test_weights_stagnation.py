@@ -98,7 +98,7 @@ def test_a_declared_discriminator_settled_at_log_4_is_no_stagnation() -> None:
         declared = Trace.build(layers(3), steps=range(300), loss=loss, meta={"role": role})
         [f] = stagnation.rule(declared)
         assert f.severity == "info" and f.evidence["role"] == role
-        assert f"declared a {role}" in f.message
+        assert f"declared role={role!r}" in f.message
     # rising by 8% (beyond the noise, short of the 10% that is divergence): info either way,
     # with the hint how to declare the role when it is undeclared
     rising = np.linspace(1.28, 1.386, 300) + 0.005 * rng.standard_normal(300)

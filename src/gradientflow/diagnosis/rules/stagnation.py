@@ -158,7 +158,8 @@ def _rising(trace: Trace, ev: dict[str, Any], role: str) -> Finding:
     """Info: a loss that rises beyond its noise (or one declared adversarial) is no plateau."""
     ev["role"] = role or None
     why = (
-        f"this run is declared a {role}, whose loss is not expected to fall"
+        f"the model is declared role={role!r}, a player of an adversarial game, whose loss is "
+        "not expected to keep falling"
         if role in ADVERSARIAL_ROLES
         else "a loss that goes up is not stagnating: for a GAN discriminator it is normal (it "
         "rises as the generator improves, toward log 4 = 1.39 at equilibrium; declare it with "
