@@ -145,7 +145,7 @@ def check_arguments(
         raise GradientFlowError(
             f"watch(): `saturation_eps` must be in (0, 0.5), got {saturation_eps}"
         )
-    if role is not None and role not in RUN_ROLES:
+    if role is not None and (not isinstance(role, str) or role not in RUN_ROLES):
         raise GradientFlowError(
             f"watch(): `role` must be one of {', '.join(map(repr, RUN_ROLES))} or None, "
             f"got {role!r}"

@@ -155,7 +155,7 @@ def test_bad_input_gives_clear_errors() -> None:
         gradientflow.watch(make_model(), torch.optim.SGD(other.parameters(), lr=0.1))
     with pytest.raises(GradientFlowError, match="flush_every"):
         gradientflow.watch(make_model(), flush_every=0)
-    for role in ("frozen", "Discriminator", 1):
+    for role in ("frozen", "Discriminator", 1, torch.tensor(1.0)):
         accepted = "'discriminator', 'critic', 'generator', 'adversarial' or None"
         with pytest.raises(GradientFlowError, match=rf"`role` must be one of {accepted}, got"):
             gradientflow.watch(make_model(), role=role)  # type: ignore[arg-type]
