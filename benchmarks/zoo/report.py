@@ -71,8 +71,9 @@ def _side(title: str, tot: dict[str, Any], key: str, of: int) -> str:
 BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The totals of a results JSON as a Markdown table (ours beside the baseline)."""
+def markdown(results: dict[str, Any], held_out: dict[int, dict[str, Any]] | None = None) -> str:
+    """The totals of a results JSON as a Markdown table (ours beside the baseline), then one
+    line of totals per held-out seed (``held_out``: seed -> its results JSON)."""
     tot = results["totals"]
     ours, base = tot["ours"], tot["baseline"]
     h, p = tot["healthy"], tot["pathological"]
@@ -96,20 +97,42 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{b['hits']} / {b['runs']} |"
             )
     lines.append(f"| rule crashes | {ours['errors']} / {tot['scored']} | {base['errors']} |")
+    if held_out:
+        lines += ["", "Held-out seeds (the rules were adjusted looking at the seed-0 runs):", ""]
+        lines += [_held_out_line(seed, held_out[seed]) for seed in sorted(held_out)]
     return "\n".join(lines)
 
 
-def update_doc(text: str, results: dict[str, Any]) -> str:
+def _held_out_line(seed: int, results: dict[str, Any]) -> str:
+    tot = results["totals"]
+    ours, base = tot["ours"], tot["baseline"]
+    h, p = tot["healthy"], tot["pathological"]
+    left = (
+        f"; left out (outcome not verified): {', '.join(tot['left_out'])}"
+        if tot["left_out"]
+        else ""
+    )
+    return (
+        f"* seed {seed} (`results-seed-{seed}.json`, {results.get('generated', '?')}): "
+        f"false alarms {ours['false_alarms']} / {h}, caught {ours['hits']} / {p}; SageMaker "
+        f"defaults {base['false_alarms']} / {h}, {base['hits']} / {p}{left}"
+    )
+
+
+def update_doc(
+    text: str, results: dict[str, Any], held_out: dict[int, dict[str, Any]] | None = None
+) -> str:
     """``text`` with the part between the zoo-table markers replaced by :func:`markdown`."""
     if BEGIN not in text or END not in text:
         raise ValueError(f"the document has no {BEGIN} ... {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{markdown(results)}\n{END}{tail}"
+    return f"{head}{BEGIN}\n{markdown(results, held_out)}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the Markdown table of ``results.json``, or write it into ``--doc``."""
+    """Print the Markdown table of ``results.json`` (with the ``results-seed-S.json`` beside it
+    as held-out lines), or write it into ``--doc``."""
     import argparse
     import json
     from pathlib import Path
@@ -119,10 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, help="a Markdown file with the zoo-table markers")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text())
+    held_out = {
+        int(f.stem.removeprefix("results-seed-")): json.loads(f.read_text())
+        for f in args.results.parent.glob("results-seed-*.json")
+    }
     if args.doc is None:
-        print(markdown(results))
+        print(markdown(results, held_out))
     else:
-        args.doc.write_text(update_doc(args.doc.read_text(), results))
+        args.doc.write_text(update_doc(args.doc.read_text(), results, held_out))
     return 0
 
 

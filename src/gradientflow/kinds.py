@@ -1,4 +1,5 @@
-"""One vocabulary: activation modules, activation names, autograd nodes, and layer roles.
+"""One vocabulary: activation modules, activation names, autograd nodes, layer roles, and the
+roles a watched model can be declared to play.
 
 Every part of gradientflow that names an activation (the activation probe, the rules, the
 remedies, the lab) uses the names defined here, so that what the probe records is what the
@@ -138,6 +139,16 @@ LOOKUP_KINDS = frozenset({"Embedding", "EmbeddingBag"})
 
 #: Recurrent layers (gradient through time).
 RECURRENT_LAYERS: tuple[type[nn.Module], ...] = (nn.RNN, nn.LSTM, nn.GRU)
+
+#: The roles a watched model can be declared to play (``watch(model, opt, role=...)``, kept in
+#: ``trace.meta["role"]``), for the rules that judge such a model differently. All four are a
+#: player of an adversarial game (a GAN's discriminator or generator, a WGAN's critic, any
+#: other player), whose loss is not expected to keep falling: it rises or settles as the other
+#: player improves (a discriminator's at log 4, a non-saturating generator's at log 2).
+RUN_ROLES: tuple[str, ...] = ("discriminator", "critic", "generator", "adversarial")
+
+#: The declared roles whose loss is not expected to fall (the stagnation rule's exemption).
+ADVERSARIAL_ROLES = frozenset(RUN_ROLES)
 
 #: Layers whose statistics are laid out channel-first (N, C, ...).
 CHANNEL_FIRST: tuple[type[nn.Module], ...] = (

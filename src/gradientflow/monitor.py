@@ -54,8 +54,9 @@ class Monitor:
     ) -> None:
         o = Settings.of(options)  # defaults filled in; an unknown option is named
         optimizer = unwrap_optimizer(optimizer)  # wrappers (accelerate, Lightning): the real one
-        check_arguments(model, optimizer, o.flush_every, o.zero_threshold, o.saturation_eps)
+        check_arguments(model, optimizer, o.flush_every, o.zero_threshold, o.saturation_eps, o.role)
         self.model, self.optimizer, self.scaler = model, optimizer, o.scaler
+        self.role = o.role
         self.schedule = o.schedule or Schedule()
         self.flush_every = o.flush_every
         self.watched = Watched.of(model, optimizer, self.schedule)
@@ -299,7 +300,10 @@ class Monitor:
 
     def _meta(self) -> dict[str, Any]:
         state = (self.step_count, self._broken, self._failed_steps)
-        return run_meta(self.watched.model, self.optimizer, self.schedule, self.watched, *state)
+        meta = run_meta(self.watched.model, self.optimizer, self.schedule, self.watched, *state)
+        if self.role is not None:
+            meta["role"] = self.role  # declared: watch(..., role=...)
+        return meta
 
     @property
     def trace(self) -> Trace:

@@ -6,6 +6,11 @@ and the checks they get before anything is hooked.
 Traceback (most recent call last):
 ...
 gradientflow.errors.GradientFlowError: watch(): `flush_every` must be >= 1, got 0
+>>> check_arguments(torch.nn.Linear(2, 2), None, 50, 1e-3, 0.01, role="frozen")
+Traceback (most recent call last):
+...
+gradientflow.errors.GradientFlowError: watch(): `role` must be one of 'discriminator', \
+'critic', 'generator', 'adversarial' or None, got 'frozen'
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
+from gradientflow.kinds import RUN_ROLES
 from gradientflow.probes import Probe
 from gradientflow.probes.layers import optimizer_param_ids
 from gradientflow.schedule import Schedule
@@ -51,6 +57,12 @@ class Options(TypedDict, total=False):
       and the findings to (see :mod:`gradientflow.loggers`).
     * ``mlflow``: ``True`` (the active MLflow run, else a new one in the local store), an
       experiment name or a tracking URI: the same, logged to MLflow.
+    * ``role`` (None): what the watched model plays in its training, for the rules that judge
+      it differently; kept in ``trace.meta["role"]`` (it survives ``save``/``load``). Accepted:
+      ``"discriminator"`` (a GAN's), ``"critic"`` (a WGAN's), ``"generator"`` (a GAN's) and
+      ``"adversarial"`` (any other player of an adversarial game): a loss that rises or
+      settles (a discriminator's at log 4 = 1.386, the number a classifier at chance shows; a
+      non-saturating generator's at log 2) is then no stagnation.
     """
 
     log_dir: str | os.PathLike[str] | None
@@ -68,6 +80,7 @@ class Options(TypedDict, total=False):
     ranks: str | int
     wandb: Any
     mlflow: bool | str | None
+    role: str | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class Settings:
     ranks: str | int = 0
     wandb: Any = None
     mlflow: bool | str | None = None
+    role: str | None = None
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> Settings:
@@ -110,7 +124,12 @@ class Settings:
 
 
 def check_arguments(
-    model: Any, optimizer: Any, flush_every: int, zero_threshold: float, saturation_eps: float
+    model: Any,
+    optimizer: Any,
+    flush_every: int,
+    zero_threshold: float,
+    saturation_eps: float,
+    role: Any = None,
 ) -> None:
     if not isinstance(model, nn.Module):
         raise GradientFlowError(f"watch(): `model` must be an nn.Module, got {type(model)!r}")
@@ -125,6 +144,11 @@ def check_arguments(
     if not 0 < saturation_eps < 0.5:
         raise GradientFlowError(
             f"watch(): `saturation_eps` must be in (0, 0.5), got {saturation_eps}"
+        )
+    if role is not None and (not isinstance(role, str) or role not in RUN_ROLES):
+        raise GradientFlowError(
+            f"watch(): `role` must be one of {', '.join(map(repr, RUN_ROLES))} or None, "
+            f"got {role!r}"
         )
     if optimizer is not None:
         ids = optimizer_param_ids(optimizer) or set()

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.zoo import CASES, KINDS, LABELS
 from benchmarks.zoo.baseline import RULE_KINDS, baseline, loss_not_decreasing
 from benchmarks.zoo.case import Run
-from benchmarks.zoo.report import table
+from benchmarks.zoo.report import table, update_doc
 from benchmarks.zoo.score import score_cache, score_trace, totals
 from benchmarks.zoo.train import train_case
 
@@ -96,6 +96,17 @@ def test_train_and_score_round_trip(tmp_path: Path) -> None:
     assert tot["pathological"] == 1 and tot["ours"]["hits"] == 1
     assert tot["ours"]["per_kind"]["vanishing"] == {"runs": 1, "hits": 1}
     assert "fake_vanishing" in table(rows, tot)
+    # the docs' table: seed 0's totals, then one line per held-out seed
+    doc = "intro\n<!-- zoo-table:begin -->\nold\n<!-- zoo-table:end -->\nrest\n"
+    results = {"generated": "t0", "totals": tot}
+    held = {"generated": "t2", "totals": totals([*rows, {**rows[0], "verified": False}])}
+    text = update_doc(doc, results, {2: held})
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "old" not in text
+    assert "| &nbsp;&nbsp;vanishing | 1 / 1 | 1 / 1 |" in text
+    assert (
+        "* seed 2 (`results-seed-2.json`, t2): false alarms 0 / 0, caught 1 / 1; SageMaker "
+        "defaults 0 / 0, 1 / 1; left out (outcome not verified): fake_vanishing"
+    ) in text
 
 
 def test_a_failing_case_is_recorded_not_hidden(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import copy
 import math
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from torch import nn
 import gradientflow
 from gradientflow import GradientFlowError, Schedule
 from gradientflow.errors import GradientFlowWarning
+from gradientflow.trace import Trace
 
 
 def make_model() -> nn.Sequential:
@@ -153,6 +155,10 @@ def test_bad_input_gives_clear_errors() -> None:
         gradientflow.watch(make_model(), torch.optim.SGD(other.parameters(), lr=0.1))
     with pytest.raises(GradientFlowError, match="flush_every"):
         gradientflow.watch(make_model(), flush_every=0)
+    for role in ("frozen", "Discriminator", 1, torch.tensor(1.0)):
+        accepted = "'discriminator', 'critic', 'generator', 'adversarial' or None"
+        with pytest.raises(GradientFlowError, match=rf"`role` must be one of {accepted}, got"):
+            gradientflow.watch(make_model(), role=role)  # type: ignore[arg-type]
     model = make_model()
     mon = gradientflow.watch(model, torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(GradientFlowError, match="records at every"):
@@ -242,3 +248,18 @@ def test_warn_raises_one_warning_per_critical_kind(monkeypatch: pytest.MonkeyPat
         train_steps(model, opt, 25)
     assert len([w for w in record if "vanish" in str(w.message)]) == 1
     assert calls[:2] == [10, 20]  # checked early: after 10 and 20 steps
+
+
+def test_a_declared_role_is_kept_in_meta_through_save_and_load(tmp_path: Path) -> None:
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run_dir = tmp_path / "run"
+    with gradientflow.watch(model, opt, role="discriminator", log_dir=run_dir) as mon:
+        train_steps(model, opt)
+    assert mon.trace.meta["role"] == "discriminator"
+    mon.trace.save(tmp_path / "saved")
+    for folder in (run_dir, tmp_path / "saved"):  # written as it went, and saved after
+        assert Trace.load(folder).meta["role"] == "discriminator"
+    with gradientflow.watch(model, opt) as mon:  # undeclared: no role at all
+        train_steps(model, opt)
+    assert "role" not in mon.trace.meta

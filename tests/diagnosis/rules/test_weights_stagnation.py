@@ -83,3 +83,25 @@ def test_noise_aware() -> None:
     assert f.evidence["noise_margin"] > 0.01
     learning = Trace.build(layers(3), steps=range(40), loss=np.linspace(3.2, 2.0, 40) + noise)
     assert stagnation.rule(learning) == []
+
+
+def test_a_declared_discriminator_settled_at_log_4_is_no_stagnation() -> None:
+    # A GAN discriminator at equilibrium: its loss sits at log 4 = 1.386 from the start, the
+    # number a binary classifier stuck at chance shows; only the declared role tells them apart.
+    rng = np.random.default_rng(2)
+    loss = np.log(4) + 0.02 * rng.standard_normal(300)
+    undeclared = Trace.build(layers(3), steps=range(300), loss=loss)
+    [f] = stagnation.rule(undeclared)
+    assert f.severity == "critical" and abs(f.evidence["total_improvement"]) < 0.01
+    assert "role='discriminator'" not in f.message  # the hint is for a rising loss
+    for role in stagnation.ADVERSARIAL_ROLES:
+        declared = Trace.build(layers(3), steps=range(300), loss=loss, meta={"role": role})
+        [f] = stagnation.rule(declared)
+        assert f.severity == "info" and f.evidence["role"] == role
+        assert f"declared role={role!r}" in f.message
+    # rising by 8% (beyond the noise, short of the 10% that is divergence): info either way,
+    # with the hint how to declare the role when it is undeclared
+    rising = np.linspace(1.28, 1.386, 300) + 0.005 * rng.standard_normal(300)
+    [f] = stagnation.rule(Trace.build(layers(3), steps=range(300), loss=rising))
+    assert f.severity == "info" and f.evidence["total_improvement"] < -0.05
+    assert "role='discriminator'" in f.message

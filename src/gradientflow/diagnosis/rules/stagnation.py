@@ -4,7 +4,9 @@ Looks at the logged loss (medians of the first, middle and last fifth of the rec
 mini-batch noise): either it has not measurably moved since the start (less than 1%, or less
 than twice the standard error that the mini-batch noise puts on the difference), or it stopped
 improving in the second half of the run while still far above where it started. When in
-addition every layer's relative update is tiny, the learning rate is the likely cause.
+addition every layer's relative update is tiny, the learning rate is the likely cause. A loss
+that rises beyond its noise, or the loss of a model declared adversarial
+(``watch(disc, opt, role="discriminator")``, read from ``trace.meta["role"]``), gets an info.
 
 >>> from gradientflow.trace import Trace
 >>> t = Trace.build(["fc0"], steps=range(40), loss=[2.30] * 40)
@@ -28,6 +30,7 @@ from gradientflow.diagnosis.rules._common import (
     remedies_for_activation,
     trainable_layers,
 )
+from gradientflow.kinds import ADVERSARIAL_ROLES
 from gradientflow.trace import Trace
 
 #: Remedies for this rule's findings, best first, when the activation is not known; a
@@ -58,8 +61,6 @@ TINY_UPDATE = 1e-5
 #: other is the exploding rule's business; reported as info. Three margins: a flat loss crosses
 #: one margin about 5% of the time, three about never.
 RISING = 3.0
-#: Roles (``trace.meta["role"]``, set by the user) whose loss is not expected to fall.
-ADVERSARIAL_ROLES = frozenset({"discriminator", "critic", "adversarial"})
 #: The starting loss is the median of the first few logged losses (not of the first fifth of
 #: the run: a fast initial drop would raise the bar that later progress is judged against).
 START_RECORDS = 5
@@ -157,11 +158,12 @@ def _rising(trace: Trace, ev: dict[str, Any], role: str) -> Finding:
     """Info: a loss that rises beyond its noise (or one declared adversarial) is no plateau."""
     ev["role"] = role or None
     why = (
-        f"this run is declared a {role}, whose loss is not expected to fall"
+        f"the model is declared role={role!r}, a player of an adversarial game, whose loss is "
+        "not expected to keep falling"
         if role in ADVERSARIAL_ROLES
         else "a loss that goes up is not stagnating: for a GAN discriminator it is normal (it "
-        "rises as the generator improves, toward log 4 = 1.39 at equilibrium); otherwise the "
-        "learning rate may be too high"
+        "rises as the generator improves, toward log 4 = 1.39 at equilibrium; declare it with "
+        "watch(..., role='discriminator')); otherwise the learning rate may be too high"
     )
     msg = (
         f"The loss went from {ev['loss_start']:.4g} to {ev['loss_end']:.4g} over {ev['steps']} "
