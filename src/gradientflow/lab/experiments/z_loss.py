@@ -1,7 +1,7 @@
 """z-loss: nothing in cross-entropy holds the output logits' log Z; z-loss holds it near 0.
 
-Source: Chowdhery et al. 2022 (PaLM, §5: the auxiliary loss 1e-4 · log² Z "encourages the
-softmax normalizer log Z to be close to 0", which they found to increase training stability);
+Source: Chowdhery et al. 2022 (PaLM, §5: the auxiliary loss 1e-4 · log² Z pulls the softmax
+normaliser log Z toward 0, which they found made training more stable);
 Wortsman et al. 2023, "Small-scale proxies for large-scale Transformer training
 instabilities", §3.2 / Fig. 5 (output logit divergence: without weight decay, at high learning
 rates, the output logits drift far from 0 and the loss diverges; z-loss removes it).
@@ -18,9 +18,9 @@ positions) from the attention probe every 10 steps.
 
 Scale. The coefficient is **0.1**, not PaLM's 1e-4: at 200 steps, 1e-4 and 1e-3 do not move log Z
 measurably (lr 0.1: 5.05 → 5.0 and 4.4; 1e-2 reaches ≈ 0.5 only after ~100 steps and, at lr 0.5,
-let log Z run to 39 on one seed of three), because with Adam the pull along the shift direction
-competes with the cross-entropy gradient's noise and PaLM had 10⁵ steps to act. Measured in the
-session that wrote this experiment (docs/transformers.md has the table).
+let log Z run to 39 on one seed of three); presumably because with Adam the pull along the
+shift direction competes with the cross-entropy gradient's noise, and PaLM had 10⁵ steps for it
+to act (not measured). docs/transformers.md has the measured table.
 
 Criterion (:func:`log_z_held`): over the second half of the training, every sampled |log Z| ≤ 1
 at every learning rate of the sweep up to lr 0.5. The z-loss arm must meet it; the negative
