@@ -91,6 +91,15 @@ DOC_KEYS: dict[str, list[str]] = {
         "lr_sensitivity.",
     ],
     "post-ln-warmup": ["growth_median_of_3.", "final_loss."],
+    "z-loss": [
+        "final_loss_plain.",
+        "final_loss_z_loss.",
+        "log_z_start",
+        "log_z_excursion_plain.",
+        "log_z_end_plain.",
+        "log_z_end_z_loss.",
+        "log_z_late_max_abs_z_loss.",
+    ],
 }
 
 #: experiments whose criterion the committed quick run misses on some (fewer than half) of its
@@ -176,6 +185,11 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
         "growth_median_of_3.post",
         "post-LN FFN gradient at init, last block / median block",
         "grows toward the output; post-LN needs warmup (Xiong et al. 2020)",
+    ),
+    "z-loss": (
+        "log_z_late_max_abs_z_loss.0.5",
+        "z-loss at lr 0.5, largest absolute log Z over the second half (plain: ≈ log V = 4.85)",
+        "z-loss holds log Z near 0 (Chowdhery et al. 2022; Wortsman et al. 2023)",
     ),
 }
 

@@ -132,6 +132,7 @@ _COST = [
     "post-ln-warmup",
     "lstm-vs-rnn",
     "qk-layernorm-lr",
+    "z-loss",
     "residual",
     "mnist1d-baselines",
     "trainability",

@@ -6,7 +6,12 @@ can no longer grow with the weights' norm, so the softmax does not collapse to o
 learning rates. Every ``nn.MultiheadAttention`` becomes a :class:`QKNormMultiheadAttention`
 holding the same projection weights (copied) plus two ``LayerNorm(head_dim)`` shared across
 heads; a Hugging Face BERT-style self-attention gets its ``query``/``key`` Linear followed by
-the same per-head norm. Everything else is copied unchanged; the input model is left alone.
+the same per-head norm; a GPT-2-style self-attention (fused ``c_attn`` Conv1D producing q, k, v
+concatenated) gets its ``c_attn`` wrapped in :class:`HeadNormedQKV`, which normalises the q and
+k parts per head and passes v through (so any attention implementation Hugging Face selects
+reads normalised q and k, and so does the attention probe, which recomputes q·k through
+``c_attn``). GPT-2 cross-attention (``q_attn``) is left unchanged. Everything else is copied
+unchanged; the input model is left alone.
 
 >>> import torch
 >>> from torch import nn
@@ -31,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.probes.attention_math import is_bert_like
+from gradientflow.probes.attention_math import is_bert_like, is_gpt2_like
 from gradientflow.remedies.remedy import Remedy
 
 
@@ -145,21 +150,55 @@ class HeadNormedProjection(nn.Module):
         return self.norm(y.unflatten(-1, (self.heads, -1))).flatten(-2)
 
 
+class HeadNormedQKV(nn.Module):
+    """A fused q/k/v projection (GPT-2's ``c_attn``) whose q and k parts are LayerNormed per head.
+
+    ``proj`` maps (..., E) to (..., 3·split); the output is [norm(q), norm(k), v] concatenated
+    in the same layout, with one LayerNorm(head_dim) for q and one for k shared across heads.
+    """
+
+    def __init__(self, proj: nn.Module, heads: int, split: int) -> None:
+        super().__init__()
+        if split % heads:
+            raise GradientFlowError(
+                f"qk_layernorm: GPT-2 attention split size {split} is not divisible by its "
+                f"{heads} heads"
+            )
+        self.proj, self.heads, self.split = proj, heads, split
+        like = next(proj.parameters(), None)
+        kw: dict[str, Any] = {} if like is None else {"device": like.device, "dtype": like.dtype}
+        self.q_norm = nn.LayerNorm(split // heads, **kw)
+        self.k_norm = nn.LayerNorm(split // heads, **kw)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.proj(x)
+        if y.shape[-1] != 3 * self.split:
+            raise GradientFlowError(
+                f"qk_layernorm: GPT-2 c_attn gave {y.shape[-1]} features, expected 3 x "
+                f"{self.split} (q, k, v)"
+            )
+        q, k, v = y.split(self.split, dim=-1)
+        q = self.q_norm(q.unflatten(-1, (self.heads, -1))).flatten(-2)
+        k = self.k_norm(k.unflatten(-1, (self.heads, -1))).flatten(-2)
+        return torch.cat([q, k, v], dim=-1)
+
+
 def _targets(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [
         (n, m)
         for n, m in model.named_modules()
-        if isinstance(m, nn.MultiheadAttention) or is_bert_like(m)
+        if isinstance(m, nn.MultiheadAttention) or is_bert_like(m) or is_gpt2_like(m)
     ]
+
+
+_NONE = "the model has no nn.MultiheadAttention, BERT-style or GPT-2-style self-attention"
 
 
 def qk_layernorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with LayerNorm on queries and keys in every attention module."""
     targets = _targets(model)
     if not targets:
-        raise GradientFlowError(
-            "qk_layernorm: the model has no nn.MultiheadAttention or BERT-style self-attention"
-        )
+        raise GradientFlowError(f"qk_layernorm: {_NONE}")
     new = copy.deepcopy(model)
     for name, _ in targets:
         mod = new.get_submodule(name)
@@ -169,20 +208,29 @@ def qk_layernorm(model: nn.Module) -> nn.Module:
                 return replacement
             parent, _, leaf = name.rpartition(".")
             setattr(new.get_submodule(parent), leaf, replacement)
-        else:
+        elif is_bert_like(mod):
             bert: Any = mod
+            if isinstance(bert.query, HeadNormedProjection):
+                continue  # already normed: the transform is idempotent
             heads = int(bert.num_attention_heads)
             bert.query = HeadNormedProjection(bert.query, heads)
             bert.key = HeadNormedProjection(bert.key, heads)
+        else:
+            gpt: Any = mod
+            if isinstance(gpt.c_attn, HeadNormedQKV):
+                continue
+            gpt.c_attn = HeadNormedQKV(gpt.c_attn, int(gpt.num_heads), int(gpt.split_size))
     return new
 
 
 def _check(model: nn.Module) -> str | None:
     ok = any(
-        (isinstance(m, nn.MultiheadAttention) and m._qkv_same_embed_dim) or is_bert_like(m)
+        (isinstance(m, nn.MultiheadAttention) and m._qkv_same_embed_dim)
+        or is_bert_like(m)
+        or is_gpt2_like(m)
         for _, m in _targets(model)
     )
-    return None if ok else "the model has no nn.MultiheadAttention or BERT-style self-attention"
+    return None if ok else _NONE
 
 
 REMEDY = Remedy(

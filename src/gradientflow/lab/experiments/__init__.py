@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, str] = {
     "hardware": "hardware",
     "qk-layernorm-lr": "qk_layernorm_lr",
     "post-ln-warmup": "post_ln_warmup",
+    "z-loss": "z_loss",
 }
 
 
