@@ -4,7 +4,9 @@
 copies the two results files (slimmed: no figure paths) to ``docs/lab-results/`` and rewrites
 every block between ``<!-- lab:KEY:begin -->`` and ``<!-- lab:KEY:end -->`` in docs/lab.md and
 README.md from them. Without arguments it only re-renders from the committed copies;
-``--check`` exits 1 when a file would change (the test suite does the same).
+``--check`` exits 1 when a file would change (the test suite does the same). ``--quick`` and
+``--full`` may be given several times: the runs are merged (a later file's run of an experiment
+and seed replaces an earlier one's), and ``--note`` says in the docs how they were made.
 
 >>> block("x", "body")
 '<!-- lab:x:begin -->\\nbody\\n<!-- lab:x:end -->'
@@ -217,6 +219,45 @@ def slim(payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def merge(payloads: list[dict[str, Any]], note: str | None = None) -> dict[str, Any]:
+    """Several lab runs' results as one: runs keyed by (experiment, seed), a later payload's
+    replacing an earlier one's; meta's seeds are the union, its wall time the longest run's.
+
+    >>> a = {"meta": {"quick": True, "jobs": 2, "wall_seconds": 5.0, "seeds": [0]},
+    ...      "results": [{"name": "x", "seed": 0, "passed": True}]}
+    >>> b = {"meta": {"quick": True, "jobs": 1, "wall_seconds": 9.0, "seeds": [0, 1]},
+    ...      "results": [{"name": "y", "seed": 0, "passed": False}, {"name": "y", "seed": 1}]}
+    >>> m = merge([a, b], note="two runs")
+    >>> [(r["name"], r["seed"]) for r in m["results"]], m["meta"]["seeds"], m["meta"]["passed"]
+    ([('x', 0), ('y', 0), ('y', 1)], [0, 1], False)
+    >>> merge([a, {**b, "meta": {**b["meta"], "quick": False}}])
+    Traceback (most recent call last):
+    ...
+    ValueError: lab docs: cannot merge a quick lab's results with a full lab's
+    """
+    if len({bool(p["meta"].get("quick")) for p in payloads}) > 1:
+        raise ValueError("lab docs: cannot merge a quick lab's results with a full lab's")
+    if len(payloads) == 1 and note is None:
+        return payloads[0]
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for p in payloads:
+        for r in p["results"]:
+            runs[(r["name"], int(r.get("seed", 0)))] = r
+    order = {n: i for i, n in enumerate(experiments.names())}
+    results = sorted(runs.values(), key=lambda r: (order.get(r["name"], len(order)), r["seed"]))
+    metas = [p["meta"] for p in payloads]
+    meta = {
+        **metas[0],
+        "wall_seconds": max(m.get("wall_seconds", 0.0) for m in metas),
+        "seeds": sorted({s for m in metas for s in m.get("seeds", [0])}),
+        "passed": all(bool(r.get("passed")) for r in results),
+        "n": len({r["name"] for r in results}),
+    }
+    if note:
+        meta["note"] = note
+    return {"meta": meta, "results": results}
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
@@ -335,15 +376,21 @@ def render(text: str, bodies: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gradientflow.lab.docs", description=__doc__)
-    p.add_argument("--quick", help="a quick lab's results.json to commit")
-    p.add_argument("--full", help="a full lab's results.json to commit")
+    p.add_argument("--quick", action="append", help="a quick lab's results.json to commit")
+    p.add_argument("--full", action="append", help="a full lab's results.json to commit")
+    p.add_argument("--note", help="how the runs were made (shown under the run-times table)")
     p.add_argument("--check", action="store_true", help="exit 1 if a doc would change")
     args = p.parse_args(argv)
     for mode in ("quick", "full"):
-        src = getattr(args, mode)
-        if src:
+        sources = getattr(args, mode)
+        if sources:
             RESULTS.mkdir(parents=True, exist_ok=True)
-            payload = slim(json.loads(Path(src).read_text()))
+            loaded = [json.loads(Path(src).read_text()) for src in sources]
+            try:
+                payload = slim(merge(loaded, args.note))
+            except ValueError as err:
+                print(err, file=sys.stderr)
+                return 2
             (RESULTS / f"{mode}.json").write_text(
                 json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
             )
