@@ -2,11 +2,12 @@
 
 ``python -m gradientflow.lab.docs --quick lab-q/results.json --full lab-f/results.json``
 copies the two results files (slimmed: no figure paths) to ``docs/lab-results/`` and rewrites
-every block between ``<!-- lab:KEY:begin -->`` and ``<!-- lab:KEY:end -->`` in docs/lab.md and
-README.md from them. Without arguments it only re-renders from the committed copies;
-``--check`` exits 1 when a file would change (the test suite does the same). ``--quick`` and
-``--full`` may be given several times: the runs are merged (a later file's run of an experiment
-and seed replaces an earlier one's), and ``--note`` says in the docs how they were made.
+every block between ``<!-- lab:KEY:begin -->`` and ``<!-- lab:KEY:end -->`` in docs/lab.md,
+docs/transformers.md and README.md from them. Without arguments it only re-renders from the
+committed copies; ``--check`` exits 1 when a file would change (the test suite does the same).
+``--quick`` and ``--full`` may be given several times: the runs are merged (a later file's run
+of an experiment and seed replaces an earlier one's), and ``--note`` says in the docs how they
+were made.
 
 >>> block("x", "body")
 '<!-- lab:x:begin -->\\nbody\\n<!-- lab:x:end -->'
@@ -21,13 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradientflow.lab import experiments
+from gradientflow.lab import docs_transformers, experiments
 from gradientflow.lab.record import ExperimentResult
 from gradientflow.lab.reporting import spread
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "docs" / "lab-results"
-TARGETS = (ROOT / "docs" / "lab.md", ROOT / "README.md")
+TARGETS = (ROOT / "docs" / "lab.md", ROOT / "docs" / "transformers.md", ROOT / "README.md")
 
 #: per experiment: the measured numbers the docs show (dotted paths into ``measured``; a path
 #: ending in "." takes every number below it)
@@ -361,6 +362,7 @@ def blocks(quick: dict[str, Any] | None, full: dict[str, Any] | None) -> dict[st
     }
     for name in experiments.names():
         out[name] = numbers(name, quick, full)
+    out.update(docs_transformers.blocks(quick, full))
     return out
 
 
