@@ -19,7 +19,11 @@ from gradientflow.cli import main
 from gradientflow.lab import docs, experiments
 
 
-def _check_outputs(out: Path, quick: bool, seeds: int) -> list[dict]:  # type: ignore[type-arg]
+def _check_outputs(
+    out: Path, quick: bool, seeds: int, may_miss: frozenset[str] = frozenset()
+) -> list[dict]:  # type: ignore[type-arg]
+    """Every experiment passes on every seed (except those in ``may_miss``, which the docs
+    state), every negative control fails its criterion, and the outputs are complete."""
     data = json.loads((out / "results.json").read_text())
     runs = data["results"]
     assert list(dict.fromkeys(r["name"] for r in runs)) == experiments.names()
@@ -27,17 +31,18 @@ def _check_outputs(out: Path, quick: bool, seeds: int) -> list[dict]:  # type: i
     failed = {
         (r["name"], r["seed"]): [c for c in r["checks"] if not c["passed"]] or r["error"]
         for r in runs
-        if not r["passed"]
+        if not r["passed"] and r["name"] not in may_miss
     }
     assert not failed, failed
     controls = {(r["name"], r["seed"]): r["negative_control"] for r in runs}
     assert all(c["fails"] for c in controls.values()), controls
-    assert data["meta"]["quick"] is quick and data["meta"]["passed"] is True
+    missed = {r["name"] for r in runs if not r["passed"]}
+    assert data["meta"]["quick"] is quick and data["meta"]["passed"] is (not missed)
     assert all(r["quick"] is quick for r in runs)
     assert set(data["spread"]) == set(experiments.names())
     assert (out / "summary.md").read_text().count(f"pass ({seeds}/{seeds} seeds)") == len(
         experiments.names()
-    )
+    ) - len(missed)
     html = (out / "report.html").read_text()
     assert html.count("<section id=") == len(experiments.names())
     assert html.count("data:image/png;base64,") >= len(experiments.names())
@@ -78,5 +83,7 @@ def test_quick_lab_passes_every_criterion(tmp_path: Path) -> None:
 )
 def test_full_lab_passes_every_criterion_on_three_seeds(tmp_path: Path) -> None:
     args = ["lab", "--seeds", "3", "--jobs", "2", "--out", str(tmp_path), "--no-progress"]
-    assert main(args) == 0
-    _same_as_committed(_check_outputs(tmp_path, quick=False, seeds=3), "full")
+    code = main(args)
+    runs = _check_outputs(tmp_path, quick=False, seeds=3, may_miss=frozenset(docs.FULL_MISSES))
+    assert code == (1 if any(not r["passed"] for r in runs) else 0)
+    _same_as_committed(runs, "full")

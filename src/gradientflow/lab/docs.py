@@ -117,6 +117,12 @@ STATED_SPREAD: dict[str, str] = {
     "seed, and the mean excess loss over the sweep (lr_sensitivity) is lower with qk-layernorm",
 }
 
+#: experiments whose criterion the committed *full* lab (docs/lab-results/full.json) misses, on
+#: some or all of its seeds, with what the docs say about it. Nothing is loosened to pass:
+#: tests/lab/test_docs.py fails unless the failing experiments of the committed full results
+#: are exactly these, and the opt-in full-lab test accepts a miss only from these.
+FULL_MISSES: dict[str, str] = {}
+
 #: README's headline per experiment: (measured path, what it is, the literature)
 HEADLINES: dict[str, tuple[str, str, str]] = {
     "depth-sigmoid": (
@@ -314,6 +320,11 @@ def summary(quick: dict[str, Any] | None, full: dict[str, Any] | None) -> str:
         f"*{name}* misses its criterion on some seeds: {why}."
         for name, why in STATED_SPREAD.items()
     ]
+    if full:
+        notes += [
+            f"*{name}* misses its criterion in the full lab: {why}."
+            for name, why in FULL_MISSES.items()
+        ]
     return "\n".join(rows + (["", *notes] if notes else []))
 
 
