@@ -78,8 +78,15 @@ def test_committed_full_results_miss_only_where_the_docs_say() -> None:
     assert len(payload["meta"]["seeds"]) >= 3
     for r in payload["results"]:
         assert r["negative_control"]["fails"], (r["name"], r["seed"], r["negative_control"])
-    failed = {r["name"] for r in payload["results"] if not r["passed"]}
-    assert failed == set(docs.FULL_MISSES), "update docs.FULL_MISSES and what the docs say"
+    for name in experiments.names():
+        runs = [r for r in payload["results"] if r["name"] == name]
+        missed = [r["seed"] for r in runs if not r["passed"]]
+        if name in docs.FULL_MISSES:
+            assert missed, f"{name} passes every seed: drop it from docs.FULL_MISSES"
+        elif name in docs.STATED_SPREAD:
+            assert len(missed) < len(runs) / 2, (name, missed)
+        else:
+            assert not missed, f"{name} misses on seeds {missed}: say so in docs.FULL_MISSES"
     summary = docs.summary(None, payload)
     for name in docs.FULL_MISSES:
         assert f"*{name}* misses its criterion in the full lab" in summary

@@ -84,6 +84,11 @@ def test_quick_lab_passes_every_criterion(tmp_path: Path) -> None:
 def test_full_lab_passes_every_criterion_on_three_seeds(tmp_path: Path) -> None:
     args = ["lab", "--seeds", "3", "--jobs", "2", "--out", str(tmp_path), "--no-progress"]
     code = main(args)
-    runs = _check_outputs(tmp_path, quick=False, seeds=3, may_miss=frozenset(docs.FULL_MISSES))
+    runs = _check_outputs(
+        tmp_path,
+        quick=False,
+        seeds=3,
+        may_miss=frozenset(docs.FULL_MISSES) | frozenset(docs.STATED_SPREAD),
+    )
     assert code == (1 if any(not r["passed"] for r in runs) else 0)
     _same_as_committed(runs, "full")
