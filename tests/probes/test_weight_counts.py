@@ -62,7 +62,8 @@ def test_cpu_float_tensors_take_the_host_path(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(weights, "count_large_torch", refuse)
     ts = [torch.randn(8, 3), torch.randn(4, dtype=torch.float64).t(), torch.randn(6, 6)[:, 1]]
-    assert count_large(ts, 1e-3, Scratch()).shape == (3,)
+    ts.append(torch.nn.Parameter(torch.randn(5)))  # requires grad: read without autograd
+    assert count_large(ts, 1e-3, Scratch()).shape == (4,)
     with pytest.raises(AssertionError, match="torch path"):
         count_large([torch.randn(3).to(torch.bfloat16)], 1e-3, Scratch())
 

@@ -48,7 +48,7 @@ def count_large(
     [3.0, 1.0]
     """
     if all(_host_countable(t) for t in tensors):
-        counts = [_count_host(t.numpy(), threshold) for t in tensors]
+        counts = [_count_host(t.detach().numpy(), threshold) for t in tensors]
         return torch.tensor(counts, dtype=torch.float64)
     return count_large_torch(tensors, threshold, scratch)
 
