@@ -50,7 +50,11 @@ class Schedule:
 
     @classmethod
     def everything(cls) -> Schedule:
-        """Record all statistics at every step (for short runs and tests)."""
+        """Record all statistics at every step (for short runs and tests).
+
+        The gradient through time of a recurrent layer is the exception: its probe replays
+        every 4th full step (``RecurrentProbe(every=...)``), here steps 0, 4, 8, ....
+        """
         return cls(dense_steps=2**62, full_every=1)
 
     def stride(self, step: int) -> int:

@@ -33,7 +33,7 @@ call's output starts a new sequence.
 >>> probe.attach()
 >>> out, _ = model(torch.randn(4, 20, 2))
 >>> out[:, -1].sum().backward()
->>> probe.on_step(0, True)
+>>> probe.on_step(0, True)  # the first full step is always replayed
 {}
 >>> ex = probe.extras()
 >>> ex["bptt/lstm/dl_dh"].shape, float(ex["bptt/lstm/gain"][0, -1])
@@ -69,6 +69,12 @@ from gradientflow.probes.recurrent_unroll import RECURRENT_TYPES, module_kind
 
 CELL_TYPES: tuple[type[nn.Module], ...] = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 
+#: A probe replays on every DEFAULT_EVERY-th full step, the first one included: steps 0, 200,
+#: 400, ... under the default schedule (full every 50th step), steps 0, 4, 8, ... under
+#: ``Schedule.everything()``. A replay costs about two training steps of the module; the
+#: measured cost of each choice is in docs/recurrent.md (Cost).
+DEFAULT_EVERY = 4
+
 
 @dataclass
 class _Capture:
@@ -97,11 +103,14 @@ def _norms(grads: Sequence[Tensor | None]) -> np.ndarray:
 class RecurrentProbe(Probe):
     """Monitor probe recording the gradient through time of one recurrent module.
 
-    ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``).
-    The monitor's default schedule makes every 50th step full, so the default of 1 replays
-    every 50th step. A replay costs about one to three training steps of the module (forward
-    and backward through the unrolled copy, one more backward per gain curve), so the default
-    adds a few percent.
+    ``every``: replay on every ``every``-th step the monitor marks as full (``full=True``),
+    counting from the first, which is always replayed. The monitor's default schedule makes
+    every 50th step full, so the default (:data:`DEFAULT_EVERY`, 4) replays steps 0, 200,
+    400, ...; under ``Schedule.everything()`` every step is full and it replays steps 0, 4,
+    8, .... A replay costs about two training steps of the module (forward and backward
+    through the unrolled copy, one more backward per gain curve): ``every=1`` under
+    ``Schedule.everything()`` makes each step cost several plain ones (see
+    docs/recurrent.md, Cost).
     ``gain``: ``"vjp"`` (default), ``"spectral"`` (exact ‖∂h_T/∂h_t‖₂, small layers) or
     ``"none"``. Use it without a monitor by calling ``attach()``, then
     ``on_step(step, True)`` after each backward pass, and ``detach()`` at the end.
@@ -113,7 +122,7 @@ class RecurrentProbe(Probe):
         name: str,
         *,
         cell: bool = False,
-        every: int = 1,
+        every: int = DEFAULT_EVERY,
         gain: str = "vjp",
     ) -> None:
         if every < 1:
@@ -271,13 +280,15 @@ def recurrent_probes(
     model: nn.Module,
     *,
     cells: Sequence[nn.Module] = (),
-    every: int = 1,
+    every: int = DEFAULT_EVERY,
     gain: str = "vjp",
     skip: Sequence[Probe] = (),
 ) -> list[RecurrentProbe]:
     """One probe per recurrent module of ``model`` (empty list if it has none).
 
     ``cells``: your own cell modules, stepped in a Python loop as ``h = cell(x_t, h)``.
+    ``every``, ``gain``: passed to each :class:`RecurrentProbe` (``every=1``: a replay on
+    every full step; pass the probes to ``watch(..., probes=...)`` to use them).
     ``skip``: probes already chosen; a module one of them follows gets no second probe.
 
     >>> class Loop(torch.nn.Module):

@@ -1,0 +1,87 @@
+"""The near-zero weight count: NumPy's count on the CPU gives exactly the integers of the torch
+reference (``|w|`` written, compared with the threshold in the tensor's dtype, counted), on
+random tensors with NaN, infinities, huge and subnormal values and entries at the threshold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gradientflow.probes import weights
+from gradientflow.probes.layers import Scratch
+from gradientflow.probes.weights import count_large, count_large_torch
+
+THRESHOLDS = [1e-3, 1e-8, 0.1, 1.0, 3.0]
+
+
+def _nasty(dtype: torch.dtype, seed: int, threshold: float) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(257, 33, generator=g, dtype=torch.float64) * torch.logspace(
+        -45, 40, 33, dtype=torch.float64
+    )
+    x = x.to(dtype)  # subnormal, zero, huge and inf in float32
+    flat = x.view(-1)
+    at = torch.tensor(threshold, dtype=dtype)
+    neighbours = [at, -at, torch.nextafter(at, at * 2), torch.nextafter(at, at * 0)]
+    for k, v in enumerate(neighbours):
+        flat[k * 7 : k * 7 + 5] = v
+        flat[k * 7 + 5] = -v
+    flat[100:110] = math.nan
+    flat[110:113] = math.inf
+    flat[113:116] = -math.inf
+    flat[116:120] = -0.0
+    flat[120:124] = torch.finfo(dtype).max
+    flat[124:128] = torch.finfo(dtype).tiny / 4
+    small = torch.rand(7, 5, generator=g, dtype=torch.float64).to(dtype) * 2 * threshold
+    return [x, x.t(), x[::3, 1::2], small, x[:0], torch.full((4,), math.nan, dtype=dtype)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_host_count_equals_the_torch_reference(
+    dtype: torch.dtype, threshold: float, seed: int
+) -> None:
+    ts = _nasty(dtype, seed, threshold)
+    got = count_large(ts, threshold, Scratch())
+    ref = count_large_torch(ts, threshold, Scratch())
+    assert got.dtype == ref.dtype == torch.float64
+    assert got.tolist() == ref.tolist()
+    # and the plain definition, element by element in Python
+    for t, n in zip(ts, got.tolist(), strict=True):
+        limit = float(torch.tensor(threshold, dtype=dtype))
+        assert n == sum(1 for v in t.flatten().tolist() if abs(v) > limit)
+
+
+def test_cpu_float_tensors_take_the_host_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> torch.Tensor:
+        raise AssertionError("the torch path was taken")
+
+    monkeypatch.setattr(weights, "count_large_torch", refuse)
+    ts = [torch.randn(8, 3), torch.randn(4, dtype=torch.float64).t(), torch.randn(6, 6)[:, 1]]
+    ts.append(torch.nn.Parameter(torch.randn(5)))  # requires grad: read without autograd
+    assert count_large(ts, 1e-3, Scratch()).shape == (4,)
+    with pytest.raises(AssertionError, match="torch path"):
+        count_large([torch.randn(3).to(torch.bfloat16)], 1e-3, Scratch())
+
+
+def test_the_host_count_matches_on_random_weights() -> None:
+    g = torch.Generator().manual_seed(3)
+    ts = [torch.randn(512, 512, generator=g) * 1e-3, torch.randn(512, generator=g)]
+    assert (
+        count_large(ts, 1e-3, Scratch()).tolist() == count_large_torch(ts, 1e-3, Scratch()).tolist()
+    )
+
+
+def test_other_dtypes_and_mixed_lists_take_the_torch_path() -> None:
+    ts = [torch.tensor([0.5, 1e-4, -2.0], dtype=torch.bfloat16), torch.tensor([1.0, 0.0])]
+    assert count_large(ts, 1e-3, Scratch()).tolist() == [2.0, 1.0]
+    half = [torch.tensor([np.float16(1e-3), 0.01, -0.01], dtype=torch.float16)]
+    assert (
+        count_large(half, 1e-3, Scratch()).tolist()
+        == count_large_torch(half, 1e-3, Scratch()).tolist()
+    )
+    assert count_large([], 1e-3, Scratch()).numel() == 0
