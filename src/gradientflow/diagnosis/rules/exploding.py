@@ -107,13 +107,15 @@ def _growths(trace: Trace, rows: np.ndarray, chain: list[int]) -> list[dict[str,
     grad = _past_norms(trace, log_profile(trace, "out_grad_norm", rows))
     used = _measured(grad, chain)
     if used:
-        rel = grad[used] / grad[used[-1]]
+        with np.errstate(over="ignore"):  # a ratio past float64's range is inf: growth, no warning
+            rel = grad[used] / grad[used[-1]]
         out.append(("out_grad_norm", used, float(rel[0]), rel))
     # the output layer's RMS is the logits', which grow as a classifier gets confident: left out
     rms = log_profile(trace, "out_rms", rows)
     used = _measured(rms, chain[:-1])
     if used:
-        rel = rms[used] / rms[used[0]]
+        with np.errstate(over="ignore"):
+            rel = rms[used] / rms[used[0]]
         if not _additive(rel):
             out.append(("out_rms", used, float(rel[-1]), rel))
     return [

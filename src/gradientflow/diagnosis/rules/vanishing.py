@@ -149,7 +149,8 @@ def _evidence(trace: Trace, rows: np.ndarray, chain: list[int]) -> dict[str, Any
     g = profile[chain]
     if not np.all(np.isfinite(g)) or not g[-1] > 0:
         return None
-    rel = g / g[-1]
+    with np.errstate(over="ignore"):  # past float64's range: inf, a growth, not vanishing
+        rel = g / g[-1]
     ratio = float(first_over_last(profile, chain))
     n = len(chain)
     below = [k for k in range(n - 1, -1, -1) if rel[k] < DEPTH_RATIO]
