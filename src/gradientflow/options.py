@@ -46,8 +46,8 @@ class Options(TypedDict, total=False):
       ``RecurrentProbe``, or one following a cell stepped in a Python loop).
     * ``tensorboard``: write per-layer scalars and the findings to this TensorBoard folder.
     * ``through_time`` (True): every ``nn.RNN``/``nn.LSTM``/``nn.GRU`` gets a
-      gradient-through-time probe by itself, replayed on every 4th full step (steps 0, 200,
-      400, ... by default; ``probes=recurrent_probes(model, every=1)`` for every full step).
+      gradient-through-time probe by itself, replayed on every full step (steps 0, 50,
+      100, ... by default; ``probes=recurrent_probes(model, every=4)`` for every 4th).
     * ``overwrite`` (False): replace a run already in ``log_dir`` (only gradientflow's files).
     * ``resume`` (False): append to the run in ``log_dir``; steps continue after its last.
       Without either, a ``log_dir`` that holds a run is refused with an error naming both.

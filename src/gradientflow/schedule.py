@@ -52,8 +52,9 @@ class Schedule:
     def everything(cls) -> Schedule:
         """Record all statistics at every step (for short runs and tests).
 
-        The gradient through time of a recurrent layer is the exception: its probe replays
-        every 4th full step (``RecurrentProbe(every=...)``), here steps 0, 4, 8, ....
+        The gradient through time of a recurrent layer replays the batch at every step here,
+        which costs several plain steps each (docs/recurrent.md, Cost):
+        ``probes=recurrent_probes(model, every=4)`` replays steps 0, 4, 8, ... only.
         """
         return cls(dense_steps=2**62, full_every=1)
 

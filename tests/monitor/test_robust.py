@@ -113,9 +113,8 @@ def test_a_recurrent_layer_name_with_a_space_does_not_stop_recording(tmp_path: P
     trace = mon.trace
     assert trace.meta["recording_error"] is None
     assert list(trace.steps) == list(range(30))
-    # full steps 0, 5, ..., 25; replayed: every DEFAULT_EVERY-th (4th) of them
-    assert trace.extras["bptt/enc lstm/steps"].tolist() == [0, 20]
-    assert trace.extras["bptt/enc lstm/dl_dh"].shape == (2, 7)
+    assert trace.extras["bptt/enc lstm/steps"].tolist() == [0, 5, 10, 15, 20, 25]  # full steps
+    assert trace.extras["bptt/enc lstm/dl_dh"].shape == (6, 7)
     assert list(Trace.load(tmp_path).steps) == list(range(30))  # every chunk reached the disk
 
 

@@ -1,5 +1,5 @@
-"""Which steps the through-time probe replays: every DEFAULT_EVERY-th full step, the first
-one included, whatever the schedule; ``every=`` chooses another sampling."""
+"""Which steps the through-time probe replays: every full step by default (DEFAULT_EVERY),
+whatever the schedule; ``every=`` chooses a sparser sampling, the first full step included."""
 
 from __future__ import annotations
 
@@ -36,33 +36,33 @@ def _replayed(steps: int, **options: object) -> list[int]:
     return list(mon.trace.extras[steps_key].tolist()) if steps_key in mon.trace.extras else []
 
 
-def test_the_default_is_every_fourth_full_step() -> None:
-    assert DEFAULT_EVERY == 4
+def test_the_default_is_every_full_step() -> None:
+    assert DEFAULT_EVERY == 1
     [probe] = recurrent_probes(_Net())
     assert probe.every == DEFAULT_EVERY
     assert RecurrentProbe(nn.GRU(2, 3), "gru").every == DEFAULT_EVERY
 
 
-def test_the_default_schedule_replays_steps_0_and_200() -> None:
-    assert _replayed(201) == [0, 200]  # full steps: 0, 50, 100, 150, 200
+def test_the_default_schedule_replays_every_full_step() -> None:
+    assert _replayed(201) == [0, 50, 100, 150, 200]
 
 
-def test_everything_replays_every_fourth_step() -> None:
-    assert _replayed(9, schedule=Schedule.everything()) == [0, 4, 8]
+def test_everything_replays_every_step() -> None:
+    assert _replayed(9, schedule=Schedule.everything()) == list(range(9))
 
 
-def test_every_1_replays_every_full_step() -> None:
+def test_every_4_replays_every_fourth_full_step() -> None:
     torch.manual_seed(0)
     net = _Net()
     opt = torch.optim.SGD(net.parameters(), lr=1e-2)
-    probes = recurrent_probes(net, every=1)
+    probes = recurrent_probes(net, every=4)
     x = torch.randn(3, 5, 2)
     with gradientflow.watch(net, opt, schedule=Schedule(full_every=3), probes=probes) as mon:
-        for _ in range(7):
+        for _ in range(25):
             opt.zero_grad()
             net(x).square().mean().backward()
             opt.step()
-    assert mon.trace.extras["bptt/lstm/steps"].tolist() == [0, 3, 6]
+    assert mon.trace.extras["bptt/lstm/steps"].tolist() == [0, 12, 24]  # full: 0, 3, 6, ...
 
 
 def test_steps_that_are_not_full_do_not_count() -> None:
