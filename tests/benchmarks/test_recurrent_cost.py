@@ -14,5 +14,5 @@ def test_it_prints_both_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("every=4") == 2 and out.count("every=1") == 2
 
 
-def test_the_default_period_holds_one_replay() -> None:
+def test_a_default_schedule_round_holds_one_sparse_replay() -> None:
     assert recurrent_cost.PERIOD == 200

@@ -22,10 +22,13 @@ class _Net(nn.Module):
         return self.head(out[:, -1])
 
 
-def _replayed(steps: int, **options: object) -> list[int]:
+def _replayed(steps: int, every: int | None = None, **options: object) -> list[int]:
+    """The steps replayed over ``steps`` training steps (``every``: the probes' own)."""
     torch.manual_seed(0)
     net = _Net()
     opt = torch.optim.SGD(net.parameters(), lr=1e-2)
+    if every is not None:
+        options["probes"] = recurrent_probes(net, every=every)
     x = torch.randn(3, 5, 2)
     with gradientflow.watch(net, opt, **options) as mon:  # type: ignore[arg-type]
         for _ in range(steps):
@@ -52,17 +55,8 @@ def test_everything_replays_every_step() -> None:
 
 
 def test_every_4_replays_every_fourth_full_step() -> None:
-    torch.manual_seed(0)
-    net = _Net()
-    opt = torch.optim.SGD(net.parameters(), lr=1e-2)
-    probes = recurrent_probes(net, every=4)
-    x = torch.randn(3, 5, 2)
-    with gradientflow.watch(net, opt, schedule=Schedule(full_every=3), probes=probes) as mon:
-        for _ in range(25):
-            opt.zero_grad()
-            net(x).square().mean().backward()
-            opt.step()
-    assert mon.trace.extras["bptt/lstm/steps"].tolist() == [0, 12, 24]  # full: 0, 3, 6, ...
+    # full steps: 0, 3, 6, ...
+    assert _replayed(25, every=4, schedule=Schedule(full_every=3)) == [0, 12, 24]
 
 
 def test_steps_that_are_not_full_do_not_count() -> None:
