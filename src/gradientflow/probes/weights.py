@@ -57,7 +57,12 @@ def count_large_torch(
     tensors: Sequence[torch.Tensor], threshold: float, scratch: Scratch
 ) -> torch.Tensor:
     """:func:`count_large` with torch ops on the tensors' device (``|x|`` and its flags in
-    the scratch buffers; the threshold compared in the tensor's dtype)."""
+    the scratch buffers; the threshold compared in the tensor's dtype).
+
+    >>> t = torch.tensor([0.0, -2.0, 1e-4, float("nan"), float("-inf"), 0.5])
+    >>> count_large_torch([t, t[:2]], 1e-3, Scratch()).tolist()
+    [3.0, 1.0]
+    """
     large = []
     for p in tensors:
         magnitude = torch.abs(p, out=scratch.like(p))
