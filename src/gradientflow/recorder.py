@@ -212,20 +212,23 @@ def loss_value(loss: Any) -> torch.Tensor | float:
     gradientflow.errors.GradientFlowError: Monitor.log(): `loss` must be a real number or a \
 scalar tensor, got True
     """
-    what = f"Monitor.log(): `loss` must be a real number or a scalar tensor, got {loss!r:.60}"
+
+    def what() -> str:  # built only on failure: a tensor's repr reads its value (a GPU sync)
+        return f"Monitor.log(): `loss` must be a real number or a scalar tensor, got {loss!r:.60}"
+
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise GradientFlowError(
                 f"Monitor.log(): loss must be a scalar, got a tensor of shape {tuple(loss.shape)}"
             )
         if loss.is_complex() or loss.dtype == torch.bool:
-            raise GradientFlowError(f"{what} (dtype {loss.dtype})")
+            raise GradientFlowError(f"{what()} (dtype {loss.dtype})")
         return loss.detach()
     if isinstance(loss, np.ndarray) and loss.size == 1 and loss.dtype.kind in "iuf":
         return float(loss.reshape(()))
     if isinstance(loss, numbers.Real) and not isinstance(loss, bool):
         return float(loss)
-    raise GradientFlowError(what)
+    raise GradientFlowError(what())
 
 
 def _each(listeners: list[Listener], call: Callable[[Listener], None]) -> None:

@@ -217,6 +217,26 @@ def test_log_refuses_what_is_not_a_real_number(bad: Any) -> None:
     assert mon.detach().loss.tolist() == [2.5]
 
 
+def test_log_reads_no_value_of_a_loss_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """log() keeps the tensor as it is: no repr, no .item() (each a host sync on a GPU; the
+    statistics of the step read small CPU vectors on purpose, so only log() is checked)."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = gradientflow.watch(model, opt).attach()
+    loss = model(torch.randn(2, 4)).pow(2).mean()
+    loss.backward()
+
+    def read(*_: Any) -> Any:
+        raise AssertionError("the loss's value was read inside the step")
+
+    for name in ("__repr__", "__str__", "item", "tolist", "__float__", "__format__"):
+        monkeypatch.setattr(torch.Tensor, name, read)
+    mon.log(loss)
+    monkeypatch.undo()
+    opt.step()
+    assert mon.detach().loss.tolist() == pytest.approx([float(loss)])
+
+
 def _failing_closure() -> float:
     raise RuntimeError("optimizer failed")
 
