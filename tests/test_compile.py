@@ -26,8 +26,12 @@ def _model() -> nn.Module:
     )
 
 
-def _train(compile_: bool) -> tuple[Any, list[tuple[int, int]]]:
-    """Watched training; per step, (graph breaks, compiled graphs) added by that step."""
+def _train(compile_: bool, watch_inner: bool = False) -> tuple[Any, list[tuple[int, int]]]:
+    """Watched training; per step, (graph breaks, compiled graphs) added by that step.
+
+    ``watch_inner``: the monitor is given the eager model while the loop calls its compiled
+    wrapper (``compiled = torch.compile(model)``; ``watch(model, opt)``), so the monitor cannot
+    know the forward is compiled until its hooks are traced."""
     from torch._dynamo.utils import counters
 
     dynamo.reset()
@@ -39,7 +43,8 @@ def _train(compile_: bool) -> tuple[Any, list[tuple[int, int]]]:
     data = [(torch.randn(32, 8, generator=gen), torch.randn(32, 4, generator=gen))] * STEPS
     added = []
     # full statistics every 3rd step: the activation probe would arm its hooks on steps 0, 3, 6
-    with gradientflow.watch(run, opt, schedule=Schedule(full_every=3)) as mon:
+    watched = model if watch_inner else run
+    with gradientflow.watch(watched, opt, schedule=Schedule(full_every=3)) as mon:
         for x, y in data:
             breaks = sum(counters["graph_break"].values())
             graphs = counters["stats"]["unique_graphs"]
@@ -87,6 +92,26 @@ def test_monitor_adds_no_graph_break_and_no_recompile(runs: tuple[Any, Any, Any]
     assert added[0][1] == 1, added  # step 0: one graph (with the layer-order hooks)
     # step 1 recompiles once without those hooks; from then on, full steps included, nothing
     assert all(g == 0 for _, g in added[2:]), added
+
+
+def test_compiled_wrapper_the_monitor_was_not_given_adds_no_graph_break(
+    runs: tuple[Any, Any, Any],
+) -> None:
+    """The activation hooks are traced once, inert (they read no value), and never armed
+    again: no graph break, one recompile at step 1 as above, then none; the same gradient and
+    weight statistics as on the eager model."""
+    eager = runs[0]
+    try:
+        trace, added = _train(compile_=True, watch_inner=True)
+    except Exception as exc:  # the skip reason of the fixture above
+        pytest.skip(f"torch.compile does not run here: {type(exc).__name__}: {exc}")
+    assert sum(b for b, _ in added) == 0, added
+    assert added[0][1] == 1 and all(g == 0 for _, g in added[2:]), added
+    for col in COLUMNS:
+        a, b = trace.metrics[col], eager.metrics[col]
+        assert np.allclose(a, b, rtol=1e-5, atol=0, equal_nan=True), col
+    assert trace.meta["activation_statistics"].startswith("not measured: the model is compiled")
+    assert np.isnan(trace.metrics["out_rms"]).all()
 
 
 def test_model_compiled_in_place_is_not_hooked() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gradientflow.probes.activations import input_stats
-from gradientflow.probes.layers import foreach_norm
+from gradientflow.probes.layers import foreach_norm, norm_sq
 
 
 def _ref_norm(t: torch.Tensor) -> float:
@@ -30,6 +30,23 @@ def test_foreach_norm_keeps_inf_nan_and_zero() -> None:
     ts = [torch.tensor([1.0, math.inf]), torch.tensor([math.nan, 1.0]), torch.zeros(3)]
     got = foreach_norm(ts).tolist()
     assert got[0] == math.inf and math.isnan(got[1]) and got[2] == 0.0
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-3, 1.0, 1e10, 1e20, 1e30])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_norm_sq_matches_float64_at_every_scale(scale: float, dtype: torch.dtype) -> None:
+    """The single-tensor path of the activation hooks: float32 squares overflow above ~1e19
+    and vanish below ~1e-19, so those scales must be redone in float64."""
+    g = torch.Generator().manual_seed(1)
+    t = (torch.randn(64, 33, generator=g, dtype=torch.float64) * scale).to(dtype)
+    ref = _ref_norm(t) ** 2
+    assert float(norm_sq(t)) == pytest.approx(ref, rel=1e-5)
+    assert float(norm_sq(t.t())) == pytest.approx(ref, rel=1e-5)  # not contiguous
+
+
+def test_norm_sq_keeps_inf_nan_and_zero() -> None:
+    got = [float(norm_sq(t)) for t in (torch.tensor([1.0, math.inf]), torch.tensor([math.nan]))]
+    assert got[0] == math.inf and math.isnan(got[1]) and float(norm_sq(torch.zeros(3))) == 0.0
 
 
 def _ref_input_stats(x: torch.Tensor, channel_first: bool) -> float:

@@ -85,3 +85,45 @@ def test_other_dtypes_and_mixed_lists_take_the_torch_path() -> None:
         == count_large_torch(half, 1e-3, Scratch()).tolist()
     )
     assert count_large([], 1e-3, Scratch()).numel() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_stats_one_pass_equals_the_separate_passes(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weight_stats on the CPU copies, norms and counts each parameter in one pass: the same
+    norms (huge and NaN ones too), fractions and copy as the separate foreach passes, and the
+    values of a float64 reference."""
+    from torch import nn
+
+    from gradientflow.probes.layers import Watched, candidate_modules
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 30), nn.Linear(30, 20), nn.Linear(20, 1)).to(dtype)
+    with torch.no_grad():
+        model[1].weight[0, :5] = 1e30  # float32's sum of squares overflows: redone in float64
+        model[2].bias.fill_(math.nan)
+        model[0].weight[:, :7] = 0.0
+    watched = Watched(model, None, candidate_modules(model))
+    watched.build({})
+    index = watched.index
+    assert index is not None
+    copies = [torch.full_like(p, -1.0) for p in index.params]
+    one_pass = weights.weight_stats(index, 1e-3, Scratch(), copies)
+    monkeypatch.setattr(weights, "_host_countable", lambda t: False)
+    separate = weights.weight_stats(index, 1e-3, Scratch())
+    for a, b in zip(one_pass, separate, strict=True):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+    for c, p in zip(copies, index.params, strict=True):
+        assert torch.equal(c.isnan(), p.isnan()) and torch.equal(c.nan_to_num(), p.nan_to_num())
+    norms, zero = one_pass
+    for j, layer in enumerate(model):
+        ps = [p.detach().double() for p in layer.parameters()]
+        ref_norm = math.sqrt(sum(float(p.square().sum()) for p in ps))
+        ref_large = sum(int((p.abs() > 1e-3).sum()) for p in ps)  # NaN: not large
+        ref_zero = 1 - ref_large / sum(p.numel() for p in ps)
+        if math.isnan(ref_norm):
+            assert math.isnan(float(norms[j]))
+        else:
+            assert float(norms[j]) == pytest.approx(ref_norm, rel=1e-5)
+        assert float(zero[j]) == pytest.approx(ref_zero, abs=1e-12)

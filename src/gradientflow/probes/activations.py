@@ -176,8 +176,8 @@ class ActivationProbe(Probe):
         if self._handles:
             return
         for j, module in enumerate(self.modules):
-            pre = bound_hook(module, self.stopper, self._pre_hook(j, module))
-            post = bound_hook(module, self.stopper, self._post_hook(j))
+            pre = bound_hook(module, self.stopper, self._pre_hook(j, module), self._compiled)
+            post = bound_hook(module, self.stopper, self._post_hook(j), self._compiled)
             self._handles.append(module.register_forward_pre_hook(pre))
             self._handles.append(module.register_forward_hook(post))
 

@@ -152,12 +152,12 @@ class AttentionProbe(Probe):
         stop = self._stopper
         self._handles = [
             s.module.register_forward_pre_hook(
-                bound_hook(s.module, stop, self._pre_hook(s)), with_kwargs=True
+                bound_hook(s.module, stop, self._pre_hook(s), self._compiled), with_kwargs=True
             )
             for s in self.sites
         ]
         if self.logits:
-            hook = bound_hook(self.model, stop, self._out_hook)
+            hook = bound_hook(self.model, stop, self._out_hook, self._compiled)
             self._handles.append(self.model.register_forward_hook(hook))
 
     def detach(self) -> None:

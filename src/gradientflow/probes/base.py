@@ -67,5 +67,11 @@ class Probe:
         """Settings and methods worth keeping in the Trace's metadata."""
         return {}
 
+    def _compiled(self) -> None:
+        """A hook of this probe ran under ``torch.compile`` (a compiled wrapper the monitor was
+        not given): from now on the model counts as compiled (no forward statistics)."""
+        if self.watched is not None:
+            self.watched.compiled = True
+
     def detach(self) -> None:
         """Remove every hook; the model is left exactly as before."""

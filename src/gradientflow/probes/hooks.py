@@ -88,13 +88,27 @@ def forget(module: nn.Module, hook: Any) -> None:
                     flags.pop(key, None)
 
 
-def bound_hook(module: nn.Module, stopper: Stopper, fn: Callable[..., Any]) -> Any:
-    """A module hook calling ``fn`` only for ``module`` itself, never raising."""
+def bound_hook(
+    module: nn.Module,
+    stopper: Stopper,
+    fn: Callable[..., Any],
+    on_compile: Callable[[], None] | None = None,
+) -> Any:
+    """A module hook calling ``fn`` only for ``module`` itself, never raising.
+
+    ``on_compile``: when the hook is traced by ``torch.compile`` (the user compiled a wrapper
+    of the watched model, which the monitor cannot see), ``fn`` is not traced (its reads
+    of values would break the graph); ``on_compile()`` is called instead, so the probe can
+    stop arming its hooks.
+    """
     owner = weakref.ref(module)
 
     def hook(mod: nn.Module, *args: Any) -> None:
         if mod is not owner():
             forget(mod, hook)  # a deepcopy of the watched module: inert, and gone from it
+            return
+        if on_compile is not None and torch.compiler.is_compiling():
+            on_compile()
             return
         stopper.call(fn, mod, *args)
 

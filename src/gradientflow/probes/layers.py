@@ -149,16 +149,36 @@ def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         dense_ = [t.abs() if t.is_complex() else t for t in dense_]
     if not dense_ or any(t.device.type != "cpu" or t.dtype not in _FAST for t in dense_):
         return torch.stack(torch._foreach_norm(dense_, 2, dtype=torch.float64))
-    norms = torch.stack(torch._foreach_norm(dense_, 2)).to(torch.float64)
+    return checked_norms(dense_, torch.stack(torch._foreach_norm(dense_, 2)))
+
+
+def checked_norms(tensors: Sequence[torch.Tensor], norms: torch.Tensor) -> torch.Tensor:
+    """``norms`` (of CPU ``tensors``, taken in their own dtype) in float64, those outside
+    :data:`SAFE_NORM_RANGE` redone in float64 (see :func:`foreach_norm`)."""
+    norms = norms.to(torch.float64)
     lo, hi = SAFE_NORM_RANGE
     redo = ((norms > lo) & (norms < hi)).logical_not_().nonzero().flatten().tolist()
     for i in redo:
-        norms[i] = torch.linalg.vector_norm(dense_[i], dtype=torch.float64)
+        norms[i] = torch.linalg.vector_norm(tensors[i], dtype=torch.float64)
     return norms
 
 
 def norm_sq(t: torch.Tensor) -> torch.Tensor:
-    """Squared L2 norm of one tensor as a float64 0-d tensor (see :func:`foreach_norm`)."""
+    """Squared L2 norm of one tensor as a float64 0-d tensor (see :func:`foreach_norm`).
+
+    A dense CPU float32/float64 tensor (an activation in a hook, many per step) takes the
+    same path without the list handling: its own-dtype norm, checked against
+    :data:`SAFE_NORM_RANGE` on the host, redone in float64 only outside it.
+
+    >>> norm_sq(torch.tensor([3.0, 4.0])).item(), norm_sq(torch.full((4,), 2.0**100)) == 2.0**202
+    (25.0, tensor(True))
+    """
+    if t.device.type == "cpu" and t.dtype in _FAST and t.layout == torch.strided:
+        norm = torch._foreach_norm([t], 2)[0]
+        lo, hi = SAFE_NORM_RANGE
+        if lo < float(norm) < hi:
+            return norm.to(torch.float64).square()
+        return torch.linalg.vector_norm(t, dtype=torch.float64).square()
     return foreach_norm([t])[0].square()
 
 

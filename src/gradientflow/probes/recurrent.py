@@ -149,7 +149,7 @@ class RecurrentProbe(Probe):
         """Register the forward hook (bound to this module: a deepcopy's call does nothing)."""
         super().attach(watched)
         fn = self._cell_hook if self.cell else self._module_hook
-        hook = bound_hook(self.module, self._stopper, fn)
+        hook = bound_hook(self.module, self._stopper, fn, self._compiled)
         self._handles.append(self.module.register_forward_hook(hook, with_kwargs=True))
 
     def detach(self) -> None:

@@ -55,8 +55,19 @@ class UpdateMeter:
         self._had_grad: list[bool] = []
         self._lr: dict[int, float] = {}
 
-    def before_step(self) -> None:
-        """Call before the optimizer step of a full step."""
+    def buffers(self) -> list[torch.Tensor] | None:
+        """The kept copy that :meth:`before_step` fills, for a caller that fills it itself
+        while it reads the weights anyway (``before_step(copied=True)`` then); None when the
+        update is derived or the copy is not kept."""
+        if self.derived or not self._keep:
+            return None
+        if self._kept is None:
+            self._kept = [torch.empty_like(p) for p in self.index.local_params()]
+        return self._kept
+
+    def before_step(self, copied: bool = False) -> None:
+        """Call before the optimizer step of a full step (``copied``: :meth:`buffers` holds
+        the weights as they are now)."""
         self._had_grad = [p.grad is not None for p in self.index.params]
         if self.derived:
             assert self.optimizer is not None
@@ -64,7 +75,7 @@ class UpdateMeter:
                 id(p): group["lr"] for group in self.optimizer.param_groups for p in group["params"]
             }
         else:
-            self._before = self._copy()
+            self._before = self._kept if copied and self._kept is not None else self._copy()
 
     def _copy(self) -> list[torch.Tensor]:
         params = self.index.local_params()

@@ -14,21 +14,41 @@ import numpy as np
 import torch
 
 from gradientflow.probes.base import Probe
-from gradientflow.probes.layers import ParamIndex, Scratch, foreach_norm
+from gradientflow.probes.layers import ParamIndex, Scratch, checked_norms, foreach_norm
 from gradientflow.probes.updates import UpdateMeter
 
 __all__ = ["WeightProbe", "count_large", "weight_stats"]
 
 
 def weight_stats(
-    index: ParamIndex, zero_threshold: float, scratch: Scratch
+    index: ParamIndex,
+    zero_threshold: float,
+    scratch: Scratch,
+    copy_into: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer weight norm and fraction of entries with ``|w| <= zero_threshold``."""
+    """Per-layer weight norm and fraction of entries with ``|w| <= zero_threshold``.
+
+    ``copy_into``: buffers (one per parameter) to fill with the weights on the way. On the CPU
+    each parameter is copied, normed and counted before the next is read, while it is still in
+    cache (one pass over memory instead of four): the same numbers as the separate passes.
+    """
     params = index.local_params()
-    norms = index.per_layer(foreach_norm(params).square(), index.owner_idx, index.weight).sqrt()
-    n_large = index.per_layer(
-        count_large(params, zero_threshold, scratch), index.owner_idx, index.weight
-    )
+    if all(_host_countable(p) for p in params):
+        raw, large = [], []
+        for i, p in enumerate(params):
+            if copy_into is not None:
+                copy_into[i].copy_(p)
+            raw.append(torch._foreach_norm([p], 2)[0])
+            large.append(_count_host(p.detach(), zero_threshold, scratch))
+        norm = checked_norms(params, torch.stack(raw))
+        counts = torch.tensor(large, dtype=torch.float64)
+    else:
+        if copy_into is not None:
+            torch._foreach_copy_(list(copy_into), params)
+        norm = foreach_norm(params)
+        counts = count_large(params, zero_threshold, scratch)
+    norms = index.per_layer(norm.square(), index.owner_idx, index.weight).sqrt()
+    n_large = index.per_layer(counts, index.owner_idx, index.weight)
     return norms, 1.0 - n_large / index.numel
 
 
@@ -126,9 +146,10 @@ class WeightProbe(Probe):
         watched = self.watched
         if self._meter is None:
             self._meter = UpdateMeter(watched.index, watched.optimizer)
-        norms, zero = weight_stats(watched.index, self.zero_threshold, watched.scratch)
+        buffers = self._meter.buffers()
+        norms, zero = weight_stats(watched.index, self.zero_threshold, watched.scratch, buffers)
         self._weight_norm = norms
-        self._meter.before_step()
+        self._meter.before_step(copied=buffers is not None)
         return {"weight_norm": norms, "zero_frac": zero}
 
     def after_step(self, step: int, full: bool, skipped: bool) -> Mapping[str, torch.Tensor]:
