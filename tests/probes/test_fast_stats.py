@@ -32,6 +32,24 @@ def test_foreach_norm_keeps_inf_nan_and_zero() -> None:
     assert got[0] == math.inf and math.isnan(got[1]) and got[2] == 0.0
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+def test_foreach_norm_of_many_small_tensors_matches_float64(scale: float) -> None:
+    """Many small float32 tensors (normed in one flat float64 buffer) beside a large one, a
+    float64 one, an empty one, a transposed one and NaN/Inf entries."""
+    from gradientflow.probes.layers import FLAT_MIN, SMALL_NUMEL
+
+    g = torch.Generator().manual_seed(2)
+    ts = [torch.randn(16, 9, generator=g) * scale for _ in range(FLAT_MIN + 5)]
+    ts += [torch.randn(SMALL_NUMEL + 1, generator=g) * scale, torch.zeros(0)]
+    ts += [torch.randn(7, 3, generator=g, dtype=torch.float64) * scale, ts[0].t()]
+    ts[1][0, 0], ts[2][3, 3] = math.nan, -math.inf
+    got = foreach_norm(ts).tolist()
+    assert math.isnan(got[1]) and got[2] == math.inf and got[-3] == 0.0
+    for i, (t, n) in enumerate(zip(ts, got, strict=True)):
+        if i not in (1, 2):
+            assert n == pytest.approx(_ref_norm(t), rel=1e-5), i
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-3, 1.0, 1e10, 1e20, 1e30])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_norm_sq_matches_float64_at_every_scale(scale: float, dtype: torch.dtype) -> None:

@@ -4,6 +4,7 @@ random tensors with NaN, infinities, huge and subnormal values and entries at th
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -91,19 +92,25 @@ def test_other_dtypes_and_mixed_lists_take_the_torch_path() -> None:
 def test_weight_stats_one_pass_equals_the_separate_passes(
     dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """weight_stats on the CPU copies, norms and counts each parameter in one pass: the same
-    norms (huge and NaN ones too), fractions and copy as the separate foreach passes, and the
-    values of a float64 reference."""
+    """weight_stats on the CPU copies, norms and counts each large parameter in one pass and
+    the small ones in one flat buffer: the same norms (huge, tiny and NaN ones too), fractions
+    and copy as the separate foreach passes, and the values of a float64 reference."""
     from torch import nn
 
     from gradientflow.probes.layers import Watched, candidate_modules
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(40, 30), nn.Linear(30, 20), nn.Linear(20, 1)).to(dtype)
+    # float32: one weight above SMALL_NUMEL (its own pass), 29 small tensors (one flat pass)
+    widths = [40, 300, 300, 20, *[20] * 10, 1]
+    layers = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
+    model = nn.Sequential(*layers).to(dtype)
     with torch.no_grad():
         model[1].weight[0, :5] = 1e30  # float32's sum of squares overflows: redone in float64
-        model[2].bias.fill_(math.nan)
+        model[4].weight[0, :5] = 1e30
+        model[5].weight.mul_(1e-25)  # float32's squares vanish
+        model[-1].bias.fill_(math.nan)
         model[0].weight[:, :7] = 0.0
+        model[6].weight[3, :] = -1e-3  # at the threshold: near zero
     watched = Watched(model, None, candidate_modules(model))
     watched.build({})
     index = watched.index
@@ -113,14 +120,16 @@ def test_weight_stats_one_pass_equals_the_separate_passes(
     monkeypatch.setattr(weights, "_host_countable", lambda t: False)
     separate = weights.weight_stats(index, 1e-3, Scratch())
     for a, b in zip(one_pass, separate, strict=True):
-        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+        assert torch.equal(a.isnan(), b.isnan())
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0, equal_nan=True)
     for c, p in zip(copies, index.params, strict=True):
         assert torch.equal(c.isnan(), p.isnan()) and torch.equal(c.nan_to_num(), p.nan_to_num())
     norms, zero = one_pass
     for j, layer in enumerate(model):
         ps = [p.detach().double() for p in layer.parameters()]
         ref_norm = math.sqrt(sum(float(p.square().sum()) for p in ps))
-        ref_large = sum(int((p.abs() > 1e-3).sum()) for p in ps)  # NaN: not large
+        own = [p.detach() for p in layer.parameters()]  # compared in their dtype; NaN: not large
+        ref_large = sum(int((p.abs() > 1e-3).sum()) for p in own)
         ref_zero = 1 - ref_large / sum(p.numel() for p in ps)
         if math.isnan(ref_norm):
             assert math.isnan(float(norms[j]))

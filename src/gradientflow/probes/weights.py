@@ -14,7 +14,15 @@ import numpy as np
 import torch
 
 from gradientflow.probes.base import Probe
-from gradientflow.probes.layers import ParamIndex, Scratch, checked_norms, foreach_norm
+from gradientflow.probes.layers import (
+    ParamIndex,
+    Scratch,
+    checked_norms,
+    flatten,
+    foreach_norm,
+    segment_sums,
+    split_small,
+)
 from gradientflow.probes.updates import UpdateMeter
 
 __all__ = ["WeightProbe", "count_large", "weight_stats"]
@@ -34,14 +42,7 @@ def weight_stats(
     """
     params = index.local_params()
     if all(_host_countable(p) for p in params):
-        raw, large = [], []
-        for i, p in enumerate(params):
-            if copy_into is not None:
-                copy_into[i].copy_(p)
-            raw.append(torch._foreach_norm([p], 2)[0])
-            large.append(_count_host(p.detach(), zero_threshold, scratch))
-        norm = checked_norms(params, torch.stack(raw))
-        counts = torch.tensor(large, dtype=torch.float64)
+        norm, counts = _host_stats(params, zero_threshold, scratch, copy_into)
     else:
         if copy_into is not None:
             torch._foreach_copy_(list(copy_into), params)
@@ -50,6 +51,37 @@ def weight_stats(
     norms = index.per_layer(norm.square(), index.owner_idx, index.weight).sqrt()
     n_large = index.per_layer(counts, index.owner_idx, index.weight)
     return norms, 1.0 - n_large / index.numel
+
+
+def _host_stats(
+    params: Sequence[torch.Tensor],
+    threshold: float,
+    scratch: Scratch,
+    copy_into: Sequence[torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Norms and large-entry counts of CPU parameters (see :func:`weight_stats`): each large
+    one copied, normed and counted in one pass; many small ones together in one flat buffer."""
+    small, large = split_small(params)
+    norm = torch.empty(len(params), dtype=torch.float64)
+    counts = torch.empty(len(params), dtype=torch.float64)
+    if small:
+        flat, lengths = flatten([params[i] for i in small])
+        norm[small] = segment_sums(flat.to(torch.float64).square_(), lengths).sqrt_()
+        above = torch.gt(flat.abs_(), threshold).to(torch.float64)  # NaN: not above
+        counts[small] = segment_sums(above, lengths)
+        if copy_into is not None:
+            torch._foreach_copy_([copy_into[i] for i in small], [params[i] for i in small])
+    raw, found = [], []
+    for i in large:
+        p = params[i]
+        if copy_into is not None:
+            copy_into[i].copy_(p)
+        raw.append(torch._foreach_norm([p], 2)[0])
+        found.append(_count_host(p.detach(), threshold, scratch))
+    if large:
+        norm[large] = checked_norms([params[i] for i in large], torch.stack(raw))
+        counts[large] = torch.tensor(found, dtype=torch.float64)
+    return norm, counts
 
 
 def count_large(
