@@ -261,6 +261,8 @@ class ParamIndex:
 
     def local_params(self) -> list[torch.Tensor]:
         """The parameters (their local shards), detached."""
+        if not self.shards.sharded:  # no DTensor: no local() lookups
+            return [p.detach() for p in self.params]
         return [local(p.detach()) for p in self.params]
 
     def with_grad(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -273,7 +275,9 @@ class ParamIndex:
             idx = torch.tensor(owners, dtype=torch.long)
             self._cache = (present, idx.to(self.device), mask.to(self.device))
             self.grad_weight = self.weights_of(i for i, has in enumerate(present) if has)
-        grads = [local(p.grad) for p in self.params if p.grad is not None]
+        grads = [g for p in self.params if (g := p.grad) is not None]
+        if self.shards.sharded:  # else no DTensor: no local() lookups, one per tensor
+            grads = [local(g) for g in grads]
         return grads, self._cache[1], self._cache[2]
 
     def per_layer(
