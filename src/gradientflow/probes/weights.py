@@ -18,6 +18,7 @@ from gradientflow.probes.layers import (
     ParamIndex,
     Scratch,
     checked_norms,
+    flat_norms,
     flatten,
     foreach_norm,
     segment_sums,
@@ -66,7 +67,7 @@ def _host_stats(
     counts = torch.empty(len(params), dtype=torch.float64)
     if small:
         flat, lengths = flatten([params[i] for i in small])
-        norm[small] = segment_sums(flat.to(torch.float64).square_(), lengths).sqrt_()
+        norm[small] = flat_norms(flat, lengths)
         above = torch.gt(flat.abs_(), threshold).to(torch.float64)  # NaN: not above
         counts[small] = segment_sums(above, lengths)
         if copy_into is not None:
