@@ -50,6 +50,70 @@ def test_foreach_norm_of_many_small_tensors_matches_float64(scale: float) -> Non
             assert n == pytest.approx(_ref_norm(t), rel=1e-5), i
 
 
+def test_foreach_norm_of_float32_lists_reuses_plans_only_for_the_same_sizes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All-float32 lists take a plan cached by their sizes (a model's gradients, step after
+    step): new values with the same sizes, then other sizes, then a large tensor among them,
+    each against float64, NaN and Inf included."""
+    from gradientflow.probes import layers
+    from gradientflow.probes.layers import FLAT_MIN, SMALL_NUMEL
+
+    plans = layers.FlatPlans()
+    monkeypatch.setattr(layers, "_FLAT_PLANS", plans)
+    g = torch.Generator().manual_seed(3)
+
+    def check(ts: list[torch.Tensor]) -> None:
+        got = foreach_norm(ts).tolist()
+        assert len(got) == len(ts)
+        for t, n in zip(ts, got, strict=True):
+            ref = _ref_norm(t)
+            assert (math.isnan(n) and math.isnan(ref)) or n == pytest.approx(ref, rel=1e-5)
+
+    shapes = [(16, 9), (9,), (0,), (3, 5)] * (FLAT_MIN // 2)
+    for scale in (1.0, 1e-25, 1e25):  # the same sizes three times: one plan, new values
+        ts = [torch.randn(*s, generator=g) * scale for s in shapes]
+        ts[3] = ts[3].t()  # not contiguous
+        check(ts)
+    ts[1][2], ts[4][0, 0] = math.nan, math.inf
+    check(ts)
+    check([torch.randn(4, 4, generator=g) for _ in range(FLAT_MIN)])  # other sizes
+    check(ts[:-1])  # a prefix of known sizes: its own plan
+    check([*ts, torch.randn(SMALL_NUMEL + 3, generator=g)])  # small ones and a large one
+    check(ts[: FLAT_MIN - 1])  # too few for the flat path
+    assert len(plans._plans) == 5  # one per list of sizes
+
+
+def test_gradient_probe_when_some_gradients_are_missing_then_present_then_missing() -> None:
+    """with_grad() reads every p.grad once a step; a layer without gradient is NaN, and the
+    set of layers with gradients may change from step to step."""
+    from gradientflow.probes.gradients import GradientProbe
+    from gradientflow.probes.layers import Watched, candidate_modules
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(20)])
+    watched = Watched(model, None, candidate_modules(model))
+    watched.build({})
+    probe = GradientProbe()
+    probe.attach(watched)
+    for frozen in ({3, 7}, set(), {0, 19}):
+        model.zero_grad(set_to_none=True)
+        model(torch.randn(2, 4)).sum().backward()
+        for j in frozen:
+            model[j].weight.grad = model[j].bias.grad = None
+        got = probe.on_step(0, True)
+        for j, layer in enumerate(model):
+            n, bad = float(got["grad_norm"][j]), float(got["nonfinite"][j])
+            if j in frozen:
+                assert math.isnan(n) and math.isnan(bad), j
+                continue
+            ref = math.sqrt(sum(_ref_norm(p.grad) ** 2 for p in layer.parameters()))
+            assert n == pytest.approx(ref, rel=1e-6) and bad == 0, j
+        expected = [_ref_norm(p.grad) ** 2 for p in model.parameters() if p.grad is not None]
+        total = float(got["global_grad_norm"])
+        assert total == pytest.approx(math.sqrt(sum(expected)), rel=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-3, 1.0, 1e10, 1e20, 1e30])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_norm_sq_matches_float64_at_every_scale(scale: float, dtype: torch.dtype) -> None:

@@ -19,14 +19,19 @@ from gradientflow.probes.layers import ParamIndex, Scratch, dense, foreach_norm
 __all__ = ["GradientProbe", "ParamIndex", "Scratch", "foreach_norm", "grad_norms"]
 
 
+#: what :meth:`ParamIndex.with_grad` returns: the gradients, their layers, the layers with any
+WithGrad = tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]
+
+
 def grad_norms(
-    index: ParamIndex, norms: torch.Tensor | None = None
+    index: ParamIndex, norms: torch.Tensor | None = None, got: WithGrad | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer gradient norm (NaN for layers without gradient) and the global norm.
 
-    ``norms``: the per-gradient norms of ``index.with_grad()``, when already computed.
+    ``norms``: the per-gradient norms of ``got``, when already computed; ``got``: what
+    ``index.with_grad()`` returned this step (read again when not given).
     """
-    grads, idx, mask = index.with_grad()
+    grads, idx, mask = index.with_grad() if got is None else got
     if not grads:
         nan = index.nan_layers()
         return nan, nan[0].clone()
@@ -37,7 +42,10 @@ def grad_norms(
 
 
 def nonfinite_counts(
-    index: ParamIndex, scratch: Scratch, norms: torch.Tensor | None = None
+    index: ParamIndex,
+    scratch: Scratch,
+    norms: torch.Tensor | None = None,
+    got: WithGrad | None = None,
 ) -> torch.Tensor:
     """Per-layer number of NaN/Inf gradient entries (NaN for layers without gradient).
 
@@ -45,8 +53,9 @@ def nonfinite_counts(
     (in float64, exact to 2**53 entries). No temporary is allocated: see :class:`Scratch`.
     With ``norms`` (the gradients' norms, on the CPU) only gradients whose norm is not finite
     are counted: a finite norm (taken in float64 where float32 would overflow) means none.
+    ``got``: as in :func:`grad_norms`.
     """
-    grads, idx, mask = index.with_grad()
+    grads, idx, mask = index.with_grad() if got is None else got
     if not grads:
         return index.nan_layers()
     dense_ = dense(grads)
@@ -89,10 +98,10 @@ class GradientProbe(Probe):
 
     def on_step(self, step: int, full: bool) -> Mapping[str, torch.Tensor]:
         index = self.watched.index
-        grads = index.with_grad()[0]
-        norms = foreach_norm(grads) if grads else None
-        per_layer, total = grad_norms(index, norms)
+        got = index.with_grad()  # once a step: a 2,000-layer net's 4,000 reads of p.grad
+        norms = foreach_norm(got[0]) if got[0] else None
+        per_layer, total = grad_norms(index, norms, got)
         out = {"grad_norm": per_layer, "global_grad_norm": total}
         if full:
-            out["nonfinite"] = nonfinite_counts(index, self.watched.scratch, norms)
+            out["nonfinite"] = nonfinite_counts(index, self.watched.scratch, norms, got)
         return out

@@ -11,6 +11,8 @@ a later module sharing it is marked ``tied_to`` that layer (a tied language-mode
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,14 +146,23 @@ def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     >>> foreach_norm([torch.tensor([3.0, 4.0]), torch.full((4,), 2.0**100)]).tolist() == [5, 2**101]
     True
     """
-    dense_ = dense(tensors)
-    if any(t.is_complex() for t in dense_):
+    # The checks read one attribute of every tensor through map() (C calls): a 2,000-layer
+    # net's 4,000 gradients take 1 ms here, against 4.6 ms for a Python test per tensor.
+    dense_ = dense(tensors) if any(map(_IS_SPARSE, tensors)) else list(tensors)
+    dtypes = set(map(_DTYPE, dense_))
+    if any(d.is_complex for d in dtypes):
         dense_ = [t.abs() if t.is_complex() else t for t in dense_]
-    if not dense_ or any(t.device.type != "cpu" or t.dtype not in _FAST for t in dense_):
+        dtypes = set(map(_DTYPE, dense_))
+    if not dense_ or not dtypes <= set(_FAST) or not all(map(_IS_CPU, dense_)):
         return torch.stack(torch._foreach_norm(dense_, 2, dtype=torch.float64))
-    small, large = split_small(dense_)
+    if dtypes == {torch.float32}:  # a model's gradients or weights: the same sizes every step
+        small, large, lengths = _FLAT_PLANS.plan(dense_)
+    else:
+        (small, large), lengths = split_small(dense_), None
     if not small:
         return checked_norms(dense_, torch.stack(torch._foreach_norm(dense_, 2)))
+    if not large and lengths is not None:  # all small: one copy of them all, as they are
+        return flat_norms(flat_copy(dense_), lengths)
     norms = torch.empty(len(dense_), dtype=torch.float64)
     norms[small] = flat_norms(*flatten([dense_[i] for i in small]))
     if large:
@@ -183,11 +194,56 @@ def split_small(tensors: Sequence[torch.Tensor]) -> tuple[list[int], list[int]]:
     return small, [i for i in range(len(tensors)) if i not in chosen]
 
 
-def flatten(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tensors' entries in one flat tensor (one copy, made in C++), and each one's length."""
+def flat_copy(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The tensors' entries in one flat tensor (one copy, made in C++)."""
     with torch.no_grad():
-        flat = torch._utils._flatten_dense_tensors(tensors)
-    return flat, torch.tensor([t.numel() for t in tensors], dtype=torch.long)
+        return torch._utils._flatten_dense_tensors(tensors)
+
+
+def flatten(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`flat_copy` of the tensors, and each one's length."""
+    lengths = torch.tensor(list(map(torch.Tensor.numel, tensors)), dtype=torch.long)
+    return flat_copy(tensors), lengths
+
+
+class FlatPlans:
+    """:func:`split_small` of lists of CPU float32 tensors, with the small ones' lengths, kept
+    per list of sizes: a model's gradients (or weights) have the same sizes step after step,
+    so each step reads the sizes in one C-level pass and finds its plan in a dict, instead of
+    testing every tensor in Python (a 2,000-layer net: 0.2 ms against 2 ms).
+
+    >>> plans = FlatPlans()
+    >>> small, large, lengths = plans.plan([torch.zeros(3)] * 20 + [torch.zeros(1 << 17)])
+    >>> len(small), large, lengths.sum().item()
+    (20, [20], 60)
+    >>> plans.plan([torch.ones(3)] * 20 + [torch.ones(1 << 17)])[0] is small  # reused
+    True
+    """
+
+    #: plans kept (the gradients, the weights and the updates of one or two models)
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[int, ...], tuple[list[int], list[int], torch.Tensor]] = {}
+
+    def plan(self, tensors: Sequence[torch.Tensor]) -> tuple[list[int], list[int], torch.Tensor]:
+        """(small indices, large indices, lengths of the small ones) of CPU float32 ``tensors``."""
+        sizes = tuple(map(torch.Tensor.numel, tensors))
+        found = self._plans.get(sizes)
+        if found is None:
+            small, large = split_small(tensors)
+            lengths = torch.tensor([sizes[i] for i in small], dtype=torch.long)
+            if len(self._plans) >= self.KEEP:
+                self._plans.pop(next(iter(self._plans)))
+            found = self._plans[sizes] = (small, large, lengths)
+        return found
+
+
+_FLAT_PLANS = FlatPlans()
+_IS_SPARSE = operator.attrgetter("is_sparse")
+_IS_CPU = operator.attrgetter("is_cpu")
+_DTYPE = operator.attrgetter("dtype")
+_GRAD = operator.attrgetter("grad")
 
 
 def segment_sums(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -260,6 +316,7 @@ class ParamIndex:
         self.weight = self.weights_of(range(len(self.params)))
         self.grad_weight: torch.Tensor | None = None  # of the gradients with_grad() returned
         self._cache: tuple[tuple[bool, ...], torch.Tensor, torch.Tensor] | None = None
+        self._all_present = (True,) * len(self.params)
 
     def weights_of(self, which: Iterable[int]) -> torch.Tensor | None:
         """The shares (see Shards) of the parameters ``which``; None when nothing is sharded."""
@@ -276,15 +333,19 @@ class ParamIndex:
 
     def with_grad(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """Gradients present now, their layer indices, and a mask of layers with any gradient."""
-        present = tuple(p.grad is not None for p in self.params)
-        if self._cache is None or self._cache[0] != present:
+        grads = list(map(_GRAD, self.params))  # C-level reads: 4,000 parameters in 0.4 ms
+        if any(map(operator.is_, grads, itertools.repeat(None))):
+            present = tuple(g is not None for g in grads)
+            grads = [g for g in grads if g is not None]
+        else:
+            present = self._all_present
+        if self._cache is None or (self._cache[0] is not present and self._cache[0] != present):
             owners = [j for j, has in zip(self.owner, present, strict=True) if has]
             mask = torch.zeros(self.n_layers, dtype=torch.bool)
             mask[owners] = True
             idx = torch.tensor(owners, dtype=torch.long)
             self._cache = (present, idx.to(self.device), mask.to(self.device))
             self.grad_weight = self.weights_of(i for i, has in enumerate(present) if has)
-        grads = [g for p in self.params if (g := p.grad) is not None]
         if self.shards.sharded:  # else no DTensor: no local() lookups, one per tensor
             grads = [local(g) for g in grads]
         return grads, self._cache[1], self._cache[2]
