@@ -140,13 +140,17 @@ def _ref_input_stats(x: torch.Tensor, channel_first: bool) -> float:
     return 1.0 - float((units != 0).any(dim=0).double().mean())
 
 
+@pytest.mark.parametrize("side", [5, 60])  # 1,200 entries (|x| copied), 172,800 (no copy)
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 @pytest.mark.parametrize("channel_first", [True, False])
 def test_dead_fraction_matches_the_any_nonzero_reference(
-    activation: str, channel_first: bool
+    activation: str, channel_first: bool, side: int
 ) -> None:
+    from gradientflow.probes.activations import FEW_ENTRIES
+
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(6, 8, 5, 5, generator=g)
+    x = torch.randn(6, 8, side, side, generator=g)
+    assert (x.numel() <= FEW_ENTRIES) == (side == 5)
     if activation == "relu":
         x = x.clamp_min(0)
     x[:, 2] = 0.0  # a dead channel
@@ -158,3 +162,57 @@ def test_dead_fraction_matches_the_any_nonzero_reference(
         x[1, 5, 1, 1] = 0.0
     dead, _ = input_stats(x, activation, channel_first, 0.01)
     assert float(dead) == pytest.approx(_ref_input_stats(x, channel_first), abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (4, 3, 33, 33), (300, 70)])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_counts_match_the_elementwise_reference(activation: str, shape: tuple[int, ...]) -> None:
+    """input_counts against element-wise definitions, near the limits, with NaN and +-Inf,
+    on small inputs (|x| copied) and large ones (read by reductions)."""
+    from gradientflow import kinds
+    from gradientflow.probes.activations import input_counts
+
+    g = torch.Generator().manual_seed(4)
+    x = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[activation](
+        torch.randn(*shape, generator=g) * 4
+    )
+    flat = x.view(-1)
+    flat[:5] = torch.tensor([math.nan, math.inf, -math.inf, 0.0, 0.0])
+    flat[5::17] = 0.0
+    x[..., 1] = 0.0  # a dead unit (last dim)
+    x[..., 2] = 0.0
+    x.view(-1, shape[-1])[3, 2] = -1e-30 if activation != "relu" else 0.0  # one tiny entry lives
+    alive, units, sat, entries = input_counts(x, activation, False, 0.01)
+    per_unit = x.reshape(-1, shape[-1])
+    assert units == shape[-1] and entries == x.numel()
+    assert int(alive) == int((per_unit != 0).any(dim=0).sum())
+    limits = kinds.SATURATION_LIMITS.get(activation)
+    if limits is None:
+        assert sat is None
+        return
+    lo, hi = limits
+    ref = sum(1 for v in flat.tolist() if abs(v - (lo + hi) / 2) >= (hi - lo) / 2 - 0.01)
+    assert sat is not None and int(sat) == ref
+
+
+def test_a_layer_called_twice_counts_the_units_and_entries_of_both_calls() -> None:
+    """A module called twice in a step (batches of 2 and 6 rows) contributes its fractions
+    over the units and entries of both calls, not the mean of the two calls' fractions."""
+    from gradientflow.probes.activations import ActivationProbe
+    from gradientflow.probes.layers import Watched, candidate_modules
+
+    model = torch.nn.Sequential(torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    watched = Watched(model, None, candidate_modules(model))
+    watched.build({})
+    probe = ActivationProbe()
+    probe.attach(watched)
+    probe.prepare(0, True)
+    a = torch.tensor([[9.0, 0.0, 0.0, 0.0], [9.0, 0.0, 0.0, 0.0]])  # 2 of 8 saturated
+    b = torch.zeros(6, 4)  # none saturated
+    b[0, 1] = 0.5  # unit 1 lives in the second call only, unit 0 in the first only
+    (model(a).sum() + model(b).sum()).backward()
+    stats = probe.on_step(0, True)
+    probe.detach()
+    j = 0  # the only layer: the Linear
+    assert float(stats["in_sat_frac"][j]) == pytest.approx(2 / 32)  # not (2/8 + 0/24) / 2
+    assert float(stats["in_dead_frac"][j]) == pytest.approx(1 - 2 / 8)  # 1 alive of 4, twice

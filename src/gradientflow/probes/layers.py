@@ -276,17 +276,24 @@ def checked_norms(tensors: Sequence[torch.Tensor], norms: torch.Tensor) -> torch
     return norms
 
 
+#: a CPU tensor of at most this many entries is normed in float64 directly by :func:`norm_sq`
+FEW_FLOAT64 = 1 << 12
+
+
 def norm_sq(t: torch.Tensor) -> torch.Tensor:
     """Squared L2 norm of one tensor as a float64 0-d tensor (see :func:`foreach_norm`).
 
     A dense CPU float32/float64 tensor (an activation in a hook, many per step) takes the
     same path without the list handling: its own-dtype norm, checked against
-    :data:`SAFE_NORM_RANGE` on the host, redone in float64 only outside it.
+    :data:`SAFE_NORM_RANGE` on the host, redone in float64 only outside it; a small one
+    (:data:`FEW_FLOAT64` entries) is normed in float64 at once.
 
     >>> norm_sq(torch.tensor([3.0, 4.0])).item(), norm_sq(torch.full((4,), 2.0**100)) == 2.0**202
     (25.0, tensor(True))
     """
     if t.device.type == "cpu" and t.dtype in _FAST and t.layout == torch.strided:
+        if t.numel() <= FEW_FLOAT64:  # a float64 copy costs less than the checks: 2 ops, not 4
+            return torch.linalg.vector_norm(t, dtype=torch.float64).square()
         norm = torch._foreach_norm([t], 2)[0]
         lo, hi = SAFE_NORM_RANGE
         if lo < float(norm) < hi:
