@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -225,6 +226,7 @@ class FlatPlans:
 
     def __init__(self) -> None:
         self._plans: dict[tuple[int, ...], tuple[list[int], list[int], torch.Tensor]] = {}
+        self._lock = threading.Lock()  # monitors in several threads share the module's plans
 
     def plan(self, tensors: Sequence[torch.Tensor]) -> tuple[list[int], list[int], torch.Tensor]:
         """(small indices, large indices, lengths of the small ones) of CPU float32 ``tensors``."""
@@ -233,9 +235,11 @@ class FlatPlans:
         if found is None:
             small, large = split_small(tensors)
             lengths = torch.tensor([sizes[i] for i in small], dtype=torch.long)
-            if len(self._plans) >= self.KEEP:
-                self._plans.pop(next(iter(self._plans)))
-            found = self._plans[sizes] = (small, large, lengths)
+            found = (small, large, lengths)
+            with self._lock:
+                while len(self._plans) >= self.KEEP:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[sizes] = found
         return found
 
 
