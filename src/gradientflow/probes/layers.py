@@ -162,13 +162,17 @@ def foreach_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         (small, large), lengths = split_small(dense_), None
     if not small:
         return checked_norms(dense_, torch.stack(torch._foreach_norm(dense_, 2)))
-    if not large and lengths is not None:  # all small: one copy of them all, as they are
-        return flat_norms(flat_copy(dense_), lengths)
+    chosen = [dense_[i] for i in small] if large else dense_
+    if lengths is None:
+        small_norms = flat_norms(*flatten(chosen))
+    else:  # the plan's lengths: no second pass over the sizes
+        small_norms = flat_norms(flat_copy(chosen), lengths)
+    if not large:
+        return small_norms
     norms = torch.empty(len(dense_), dtype=torch.float64)
-    norms[small] = flat_norms(*flatten([dense_[i] for i in small]))
-    if large:
-        rest = [dense_[i] for i in large]
-        norms[large] = checked_norms(rest, torch.stack(torch._foreach_norm(rest, 2)))
+    norms[small] = small_norms
+    rest = [dense_[i] for i in large]
+    norms[large] = checked_norms(rest, torch.stack(torch._foreach_norm(rest, 2)))
     return norms
 
 
