@@ -126,6 +126,32 @@ def test_norm_sq_matches_float64_at_every_scale(scale: float, dtype: torch.dtype
     assert float(norm_sq(t.t())) == pytest.approx(ref, rel=1e-5)  # not contiguous
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-3, 1.0, 1e10, 1e20, 1e30])
+def test_norm_sq_of_large_float32_tensors_by_blas_matches_float64(scale: float) -> None:
+    """Above FEW_FLOAT64 entries a contiguous float32 tensor is summed by BLAS sdot in float32:
+    the squares overflow above ~1e19 and vanish below ~1e-19, so those are redone in float64;
+    a transposed one takes torch's norm."""
+    from gradientflow.probes.layers import FEW_FLOAT64, blas_sq
+
+    g = torch.Generator().manual_seed(3)
+    t = (torch.randn(128, 65, generator=g, dtype=torch.float64) * scale).float()
+    assert t.numel() > FEW_FLOAT64 and blas_sq(t) is not None and blas_sq(t.t()) is None
+    ref = _ref_norm(t) ** 2
+    assert float(norm_sq(t)) == pytest.approx(ref, rel=1e-5)
+    assert float(norm_sq(t.t())) == pytest.approx(ref, rel=1e-5)
+    assert float(foreach_norm([t, t.t()])[0]) == pytest.approx(math.sqrt(ref), rel=1e-5)
+
+
+def test_blas_sq_keeps_inf_nan_and_zero_through_norm_sq_and_foreach_norm() -> None:
+    big = torch.ones(8192)
+    inf, nan = big.clone(), big.clone()
+    inf[5], nan[7] = math.inf, math.nan
+    got = [float(norm_sq(t)) for t in (inf, nan, torch.zeros(8192))]
+    assert got[0] == math.inf and math.isnan(got[1]) and got[2] == 0.0
+    listed = foreach_norm([inf, nan, torch.zeros(8192), big]).tolist()
+    assert listed[0] == math.inf and math.isnan(listed[1]) and listed[2:] == [0.0, math.sqrt(8192)]
+
+
 def test_norm_sq_keeps_inf_nan_and_zero() -> None:
     got = [float(norm_sq(t)) for t in (torch.tensor([1.0, math.inf]), torch.tensor([math.nan]))]
     assert got[0] == math.inf and math.isnan(got[1]) and float(norm_sq(torch.zeros(3))) == 0.0

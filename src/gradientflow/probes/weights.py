@@ -21,6 +21,7 @@ from gradientflow.probes.layers import (
     flat_norms,
     flatten,
     foreach_norm,
+    own_dtype_norms,
     segment_sums,
     split_small,
 )
@@ -77,10 +78,10 @@ def _host_stats(
         p = params[i]
         if copy_into is not None:
             copy_into[i].copy_(p)
-        raw.append(torch._foreach_norm([p], 2)[0])
+        raw.append(own_dtype_norms([p]))
         found.append(_count_host(p.detach(), threshold, scratch))
     if large:
-        norm[large] = checked_norms([params[i] for i in large], torch.stack(raw))
+        norm[large] = checked_norms([params[i] for i in large], torch.cat(raw))
         counts[large] = torch.tensor(found, dtype=torch.float64)
     return norm, counts
 
