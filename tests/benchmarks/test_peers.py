@@ -127,3 +127,19 @@ def test_gpu_sync_check_bookkeeping_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
     found = gpu.warn_pass(case, None, steps=3, device="cpu")
     assert list(found.values()) == [[0, 1, 2]]  # one source line, every step
     assert "test_peers.py" in next(iter(found))
+
+
+def test_readme_perf_table_is_the_committed_peers_run() -> None:
+    """The README's table is generated from benchmarks/results_peers_cpu.json, never typed:
+    re-rendering the committed run gives the README's block, and the run has the peers."""
+    from benchmarks import readme_table
+
+    root = Path(__file__).resolve().parents[2]
+    result = json.loads((root / "benchmarks" / "results_peers_cpu.json").read_text())
+    readme = (root / "README.md").read_text()
+    block = readme[
+        readme.index(readme_table.BEGIN) + len(readme_table.BEGIN) : readme.index(readme_table.END)
+    ]
+    assert block.strip() == readme_table.render(result).strip()
+    watchers = set(next(iter(result["ratios"].values())))
+    assert {"gradientflow default", "gradientflow everything", "wandb.watch"} <= watchers

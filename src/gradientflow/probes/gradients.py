@@ -2,8 +2,9 @@
 
 All functions here return tensors on the parameters' device; nothing calls ``.item()``. The
 per-parameter norms come from ``torch._foreach_norm`` (one fused kernel per dtype/device group
-on GPU) and are summed per layer with ``index_add_``: the norm of a layer is the norm of all its
-parameters' entries together.
+on GPU; on the CPU many small tensors are normed in one flat buffer and large float32 ones by
+BLAS ``sdot``, see :func:`~gradientflow.probes.layers.foreach_norm`) and are summed per layer
+with ``index_add_``: the norm of a layer is the norm of all its parameters' entries together.
 """
 
 from __future__ import annotations
