@@ -35,8 +35,11 @@ def model() -> nn.Module:
     return nn.Sequential(encoder, nn.Linear(64, 8))
 
 
-def trainer(watched: bool) -> tuple[Callable[[int], float], Callable[[], dict[str, int]]]:
-    """A compiled training; returns run(steps) -> seconds, and what compiling it added."""
+def trainer(
+    watched: bool,
+) -> tuple[Callable[[int], float], Callable[[], dict[str, int]], Callable[[], None]]:
+    """A compiled training; returns run(steps) -> seconds, what compiling it added, and a
+    close() for its monitor."""
     breaks, graphs = sum(counters["graph_break"].values()), counters["stats"]["unique_graphs"]
     net = model()
     compiled = torch.compile(net)
@@ -60,7 +63,7 @@ def trainer(watched: bool) -> tuple[Callable[[int], float], Callable[[], dict[st
         "graph_breaks": sum(counters["graph_break"].values()) - breaks,
         "graphs": counters["stats"]["unique_graphs"] - graphs,
     }
-    return run, lambda: seen
+    return run, lambda: seen, (mon.close if mon is not None else lambda: None)
 
 
 def main() -> None:
@@ -72,9 +75,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch._dynamo.reset()
     counters.clear()
-    plain, plain_counts = trainer(False)
+    plain, plain_counts, _ = trainer(False)
     p_counts = plain_counts()
-    watched, watched_counts = trainer(True)
+    watched, watched_counts, close = trainer(True)
     w_counts = watched_counts()
     ratios = []
     for _ in range(args.rounds):
@@ -87,6 +90,7 @@ def main() -> None:
     print(f"plain:   {p_counts}")
     print(f"watched: {w_counts}")
     print(f"watched / plain (median of {args.rounds} rounds): {statistics.median(ratios):.3f}")
+    close()
 
 
 if __name__ == "__main__":

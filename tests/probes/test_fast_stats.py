@@ -142,6 +142,21 @@ def test_norm_sq_of_large_float32_tensors_by_blas_matches_float64(scale: float) 
     assert float(foreach_norm([t, t.t()])[0]) == pytest.approx(math.sqrt(ref), rel=1e-5)
 
 
+def test_blas_sq_takes_plain_tensors_and_parameters_only() -> None:
+    """A tensor subclass (DTensor, a wrapper subclass) may have no storage of its own: it
+    keeps torch's norm, with the same number."""
+
+    class Wrapped(torch.Tensor):
+        pass
+
+    from gradientflow.probes.layers import blas_sq
+
+    t = torch.full((8192,), 0.5)
+    sub = t.as_subclass(Wrapped)
+    assert blas_sq(t) == blas_sq(torch.nn.Parameter(t)) == 2048.0 and blas_sq(sub) is None
+    assert float(norm_sq(sub)) == pytest.approx(2048.0, rel=1e-6)
+
+
 def test_blas_sq_keeps_inf_nan_and_zero_through_norm_sq_and_foreach_norm() -> None:
     big = torch.ones(8192)
     inf, nan = big.clone(), big.clone()

@@ -275,9 +275,12 @@ def flat_norms(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return segment_sums(flat.to(torch.float64).square_(), lengths).sqrt_()
 
 
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+
+
 def blas_sq(t: torch.Tensor) -> float | None:
-    """Sum of squares of a dense, contiguous CPU float32 tensor, by BLAS ``sdot`` on its own
-    memory (NumPy's); None for any other tensor.
+    """Sum of squares of a dense, contiguous CPU float32 tensor or parameter (not a subclass),
+    by BLAS ``sdot`` on its own memory (NumPy's); None for any other tensor.
 
     In float32, like torch's CPU norm, but 2-3x faster (a 512x512 weight: 16 us against 40 us)
     and closer to float64 (relative error 2e-7 against 1e-6 there; on 4M entries 9e-6 against
@@ -291,7 +294,8 @@ def blas_sq(t: torch.Tensor) -> float | None:
     True
     """
     if (
-        t.dtype is not torch.float32
+        type(t) not in _PLAIN_TENSORS  # a subclass (DTensor, a wrapper) may hold no storage
+        or t.dtype is not torch.float32
         or not t.is_cpu
         or t.layout is not torch.strided
         or not t.is_contiguous()
