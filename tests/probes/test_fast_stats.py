@@ -157,7 +157,11 @@ def test_blas_sq_takes_plain_tensors_and_parameters_only() -> None:
     assert float(norm_sq(sub)) == pytest.approx(2048.0, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("error")  # numpy's overflow warning must not reach the user
 def test_blas_sq_keeps_inf_nan_and_zero_through_norm_sq_and_foreach_norm() -> None:
+    huge = torch.full((8192,), 1e30)
+    assert float(norm_sq(huge)) == pytest.approx(8192e60, rel=1e-6)
+    assert float(foreach_norm([huge])[0]) == pytest.approx(math.sqrt(8192) * 1e30, rel=1e-6)
     big = torch.ones(8192)
     inf, nan = big.clone(), big.clone()
     inf[5], nan[7] = math.inf, math.nan

@@ -303,7 +303,8 @@ def blas_sq(t: torch.Tensor) -> float | None:
     ):
         return None
     a = t.detach().view(-1).numpy()
-    return float(np.dot(a, a))
+    with np.errstate(over="ignore", invalid="ignore"):  # Inf or NaN: the caller redoes it
+        return float(np.dot(a, a))
 
 
 def own_dtype_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
