@@ -86,14 +86,20 @@ def test_ctrl_c_during_a_chunk_write_loses_no_complete_chunk(
 def test_a_sigint_during_a_write_waits_for_the_complete_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk."""
+    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk.
+
+    The signal is sent to this thread (``raise_signal``), not to the process (``os.kill``),
+    which the kernel may hand to another of its threads (torch's, xdist's), whose C handler
+    can run after the write is over: that once made this test miss the interrupt."""
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     run = tmp_path / "run"
     make_run(run, n_chunks=1)
     w = TraceWriter(run, mode="resume")
     real = np.savez
 
     def signalled(fh: Any, **arrays: Any) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
         real(fh, **arrays)
 
     monkeypatch.setattr(store.np, "savez", signalled)
