@@ -41,6 +41,30 @@ def test_mha_with_masks_matches_pytorch_weights(batch_first: bool) -> None:
     assert float(mn.min()) == pytest.approx(0.0, abs=1e-9)  # query 0 sees one key only
 
 
+@pytest.mark.parametrize("scale", [0.1, 3.0, 300.0])
+def test_unmasked_logits_take_the_short_path_with_the_same_numbers(scale: float) -> None:
+    """Unmasked CPU logits (the short path) give PyTorch's own attention weights' entropies,
+    near one-hot ones too; a NaN or -inf entry sends the logits down the masked path, where
+    it counts as a masked key (the same numbers as -inf there)."""
+    from gradientflow.probes import attention_math
+
+    mha = nn.MultiheadAttention(12, 3, batch_first=True)
+    x = torch.randn(4, 7, 12, generator=torch.Generator().manual_seed(0)) * scale
+    _, w = mha(x, x, x, average_attn_weights=False)
+    logits = mha_logits(mha, (x, x, x), {}).detach()
+    mx, mean, mn = head_stats(logits)
+    ref = _entropy(w.detach())
+    assert torch.allclose(mean, ref[0], atol=1e-5) and torch.allclose(mn, ref[1], atol=1e-5)
+    assert torch.equal(mx, logits.amax((0, 2, 3)).double())
+    masked = logits.clone()
+    masked[1, 2, 3, 4] = -math.inf
+    holed = logits.clone()
+    holed[1, 2, 3, 4] = math.nan
+    assert attention_math._unmasked_head_stats(holed)[1].isnan().any()
+    for a, b in zip(head_stats(holed), head_stats(masked), strict=True):
+        assert torch.equal(a, b) and bool(torch.isfinite(a).all())
+
+
 def test_probe_in_a_watched_training_loop_and_logits() -> None:
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
     model = nn.Sequential(
