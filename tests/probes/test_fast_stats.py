@@ -261,3 +261,19 @@ def test_a_layer_called_twice_counts_the_units_and_entries_of_both_calls() -> No
     j = 0  # the only layer: the Linear
     assert float(stats["in_sat_frac"][j]) == pytest.approx(2 / 32)  # not (2/8 + 0/24) / 2
     assert float(stats["in_dead_frac"][j]) == pytest.approx(1 - 2 / 8)  # 1 alive of 4, twice
+
+
+def test_segment_sums_match_torch_segment_reduce_with_empty_segments() -> None:
+    """NumPy's reduceat path (float64 CPU) against torch.segment_reduce, with empty segments
+    first, last and in a row (reduceat alone would read each as one entry)."""
+    from gradientflow.probes.layers import segment_sums
+
+    g = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([0, 3, 0, 0, 70000, 1, 0, 17, 0])
+    values = torch.randn(int(lengths.sum()), generator=g, dtype=torch.float64) * 1e3
+    want = torch.segment_reduce(values, "sum", lengths=lengths)
+    got = segment_sums(values, lengths)
+    assert got.dtype == torch.float64 and torch.equal(got == 0, lengths == 0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="sum to"):
+        segment_sums(values[:-1], lengths)
