@@ -65,6 +65,22 @@ def test_unmasked_logits_take_the_short_path_with_the_same_numbers(scale: float)
         assert torch.equal(a, b) and bool(torch.isfinite(a).all())
 
 
+def test_masked_logits_go_straight_to_the_masked_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A causal model's logits (-inf above the diagonal) are not first sent down the short
+    path and thrown away: that would cost them half again."""
+    from gradientflow.probes import attention_math
+
+    def refuse(logits: torch.Tensor) -> None:
+        raise AssertionError("masked logits took the short path")
+
+    monkeypatch.setattr(attention_math, "_unmasked_head_stats", refuse)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    x = torch.randn(3, 5, 8)
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    mn = head_stats(mha_logits(mha, (x, x, x), {"attn_mask": causal}).detach())[2]
+    assert float(mn.min()) == pytest.approx(0.0, abs=1e-9)  # query 0 sees one key only
+
+
 def test_probe_in_a_watched_training_loop_and_logits() -> None:
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
     model = nn.Sequential(

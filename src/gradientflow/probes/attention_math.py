@@ -136,13 +136,15 @@ def head_stats(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (nats) of the attention distribution. Queries that may see no key are left out.
 
     In float64. On the CPU, logits with no masked or non-finite entry (the usual unmasked
-    encoder) take :func:`_unmasked_head_stats`, half the passes over the logits; any -inf,
-    +inf or NaN makes its entropies non-finite, and those logits take the general path here.
+    encoder: their smallest and largest values, one cheap pass, are finite) take
+    :func:`_unmasked_head_stats`, half the passes over the logits; any -inf, +inf or NaN
+    (a mask) sends them down the general path here.
     """
-    if logits.device.type == "cpu":  # the check reads a host value: no GPU sync
-        fast = _unmasked_head_stats(logits)
-        if bool(torch.isfinite(fast[1]).all()) and bool(torch.isfinite(fast[0]).all()):
-            return fast[0], fast[1].mean(-1), fast[1].amin(-1)
+    if logits.device.type == "cpu" and logits.numel():  # a host read: never on a GPU
+        smallest, largest = torch.aminmax(logits)
+        if math.isfinite(float(smallest)) and math.isfinite(float(largest)):
+            top, ent = _unmasked_head_stats(logits)
+            return top, ent.mean(-1), ent.amin(-1)
     logits = logits.double()
     valid = torch.isfinite(logits).any(-1)  # (B, H, Lq)
     h = logits.shape[1]
@@ -160,7 +162,8 @@ def head_stats(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _unmasked_head_stats(logits: Tensor) -> tuple[Tensor, Tensor]:
     """(largest logit per head, entropy per head and query (H, B·Lq)) in float64, for logits
     without masked entries: log p = x - logsumexp(x), H = -Σ p log p. A -inf, +inf or NaN
-    entry leaves a NaN in its query's entropy (0·-inf, inf - inf), which the caller checks.
+    entry leaves a NaN in its query's entropy (0·-inf, inf - inf): :func:`head_stats` sends
+    such logits elsewhere.
 
     >>> mx, ent = _unmasked_head_stats(torch.zeros(1, 2, 3, 4))
     >>> mx.tolist(), bool(torch.allclose(ent, torch.full((2, 3), math.log(4), dtype=ent.dtype)))
