@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,23 @@ def test_ctrl_c_during_a_chunk_write_loses_no_complete_chunk(
     assert list(Trace.load(run).steps) == list(range(15))
 
 
+@pytest.fixture
+def sigint_default() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test: a process started in the background (nohup,
+    ``cmd &`` in a script, some CI runners) inherits SIGINT *ignored*, and Python then
+    installs no handler, so a SIGINT raises nothing there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_default")
 def test_a_sigint_during_a_write_waits_for_the_complete_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk.
-
-    The signal is sent to this thread (``raise_signal``), not to the process (``os.kill``),
-    which the kernel may hand to another of its threads (torch's, xdist's), whose C handler
-    can run after the write is over: that once made this test miss the interrupt."""
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk."""
     run = tmp_path / "run"
     make_run(run, n_chunks=1)
     w = TraceWriter(run, mode="resume")
@@ -107,6 +115,34 @@ def test_a_sigint_during_a_write_waits_for_the_complete_file(
         w.append(chunk(5, 5))
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert list(Trace.load(run).steps) == list(range(10))
+
+
+def test_a_process_that_ignores_sigint_keeps_ignoring_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under SIG_IGN (a background job) the writer installs no handler of its own: the
+    SIGINT stays ignored, the chunk is written and listed, the handler is still SIG_IGN."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = tmp_path / "run"
+        make_run(run, n_chunks=1)
+        w = TraceWriter(run, mode="resume")
+        real = np.savez
+
+        def signalled(fh: Any, **arrays: Any) -> None:
+            signal.raise_signal(signal.SIGINT)
+            real(fh, **arrays)
+
+        monkeypatch.setattr(store.np, "savez", signalled)
+        try:
+            w.append(chunk(5, 5))
+        except KeyboardInterrupt:
+            pytest.fail("the writer raised a Ctrl-C that the process ignores")
+        monkeypatch.undo()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert list(Trace.load(run).steps) == list(range(10))
 
 
