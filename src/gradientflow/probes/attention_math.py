@@ -141,7 +141,7 @@ def head_stats(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (a mask) sends them down the general path here.
     """
     if logits.device.type == "cpu" and logits.numel():  # a host read: never on a GPU
-        smallest, largest = torch.aminmax(logits)
+        smallest, largest = torch.aminmax(logits.detach())
         if math.isfinite(float(smallest)) and math.isfinite(float(largest)):
             top, ent = _unmasked_head_stats(logits)
             return top, ent.mean(-1), ent.amin(-1)
