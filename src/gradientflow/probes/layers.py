@@ -254,6 +254,9 @@ _IS_SPARSE = operator.attrgetter("is_sparse")
 _IS_CPU = operator.attrgetter("is_cpu")
 _DTYPE = operator.attrgetter("dtype")
 _GRAD = operator.attrgetter("grad")
+#: exactly these types (not subclasses: a DTensor or a wrapper may hold no storage) are read
+#: through NumPy on their own memory
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
 def segment_sums(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -297,9 +300,6 @@ def flat_norms(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     True
     """
     return segment_sums(flat.to(torch.float64).square_(), lengths).sqrt_()
-
-
-_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
 def blas_sq(t: torch.Tensor) -> float | None:
@@ -380,15 +380,12 @@ def norm_sq(t: torch.Tensor) -> torch.Tensor:
     if t.device.type == "cpu" and t.dtype in _FAST and t.layout == torch.strided:
         if t.numel() <= FEW_FLOAT64:  # a float64 copy costs less than the checks: 2 ops, not 4
             return torch.linalg.vector_norm(t, dtype=torch.float64).square()
-        lo, hi = SAFE_NORM_RANGE
         square = blas_sq(t)
-        if square is not None:
-            if lo * lo < square < hi * hi:
-                return torch.tensor(square, dtype=torch.float64)
-            return torch.linalg.vector_norm(t, dtype=torch.float64).square()
-        norm = torch._foreach_norm([t], 2)[0]
-        if lo < float(norm) < hi:
-            return norm.to(torch.float64).square()
+        if square is None:  # float64, or not contiguous: torch's norm in the tensor's dtype
+            square = float(torch._foreach_norm([t], 2)[0]) ** 2
+        lo, hi = SAFE_NORM_RANGE
+        if lo * lo < square < hi * hi:
+            return torch.tensor(square, dtype=torch.float64)
         return torch.linalg.vector_norm(t, dtype=torch.float64).square()
     return foreach_norm([t])[0].square()
 
