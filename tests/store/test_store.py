@@ -85,22 +85,20 @@ def test_ctrl_c_during_a_chunk_write_loses_no_complete_chunk(
 
 
 @pytest.fixture
-def sigint_default() -> Iterator[None]:
-    """Python's own Ctrl-C handler for the test: a process started in the background (nohup,
-    ``cmd &`` in a script, some CI runners) inherits SIGINT *ignored*, and Python then
-    installs no handler, so a SIGINT raises nothing there."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+def sigint_handler(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """SIGINT handled by ``request.param`` for the test (Python's own by default): a process
+    started in the background (nohup, ``cmd &`` in a script, some CI runners) inherits SIGINT
+    *ignored*, and Python then installs no handler, so a SIGINT raises nothing there."""
+    handler = getattr(request, "param", signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield handler
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.usefixtures("sigint_default")
-def test_a_sigint_during_a_write_waits_for_the_complete_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk."""
+def _append_with_sigint_mid_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A run of 5 steps; appends steps 5-9 with a SIGINT raised inside the chunk's write."""
     run = tmp_path / "run"
     make_run(run, n_chunks=1)
     w = TraceWriter(run, mode="resume")
@@ -111,38 +109,36 @@ def test_a_sigint_during_a_write_waits_for_the_complete_file(
         real(fh, **arrays)
 
     monkeypatch.setattr(store.np, "savez", signalled)
-    with pytest.raises(KeyboardInterrupt):
+    try:
         w.append(chunk(5, 5))
-    monkeypatch.undo()
+    finally:
+        monkeypatch.undo()
+    return run
+
+
+@pytest.mark.usefixtures("sigint_handler")
+def test_a_sigint_during_a_write_waits_for_the_complete_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (SIGINT) arriving mid-write is raised once the chunk is safely on disk."""
+    with pytest.raises(KeyboardInterrupt):
+        _append_with_sigint_mid_write(tmp_path, monkeypatch)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert list(Trace.load(run).steps) == list(range(10))
+    assert list(Trace.load(tmp_path / "run").steps) == list(range(10))
 
 
+@pytest.mark.parametrize("sigint_handler", [signal.SIG_IGN], indirect=True)
+@pytest.mark.usefixtures("sigint_handler")
 def test_a_process_that_ignores_sigint_keeps_ignoring_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under SIG_IGN (a background job) the writer installs no handler of its own: the
     SIGINT stays ignored, the chunk is written and listed, the handler is still SIG_IGN."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        run = tmp_path / "run"
-        make_run(run, n_chunks=1)
-        w = TraceWriter(run, mode="resume")
-        real = np.savez
-
-        def signalled(fh: Any, **arrays: Any) -> None:
-            signal.raise_signal(signal.SIGINT)
-            real(fh, **arrays)
-
-        monkeypatch.setattr(store.np, "savez", signalled)
-        try:
-            w.append(chunk(5, 5))
-        except KeyboardInterrupt:
-            pytest.fail("the writer raised a Ctrl-C that the process ignores")
-        monkeypatch.undo()
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        run = _append_with_sigint_mid_write(tmp_path, monkeypatch)
+    except KeyboardInterrupt:
+        pytest.fail("the writer raised a Ctrl-C that the process ignores")
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert list(Trace.load(run).steps) == list(range(10))
 
 
