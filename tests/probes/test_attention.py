@@ -148,3 +148,36 @@ def test_hugging_face_bert_and_gpt2_eager() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(gradientflow.GradientFlowError, match="every"):
         AttentionProbe(nn.Linear(2, 2), every=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 0), (2, 3, 0, 4), (0, 3, 4, 4)])
+def test_head_stats_of_empty_logits_are_nan_per_head(shape: tuple[int, ...]) -> None:
+    for v in head_stats(torch.zeros(shape)):
+        assert v.shape == (3,) and v.dtype == torch.float64 and bool(v.isnan().all())
+
+
+def test_an_empty_batch_is_skipped_and_the_probe_keeps_measuring() -> None:
+    """A step whose forward saw an empty batch records no attention row and no output-logit
+    row, raises nothing and does not stop the probe: the next steps are measured."""
+    import warnings
+
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
+    model = nn.Sequential(
+        nn.TransformerEncoder(layer, 1, enable_nested_tensor=False), nn.Linear(16, 11)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = AttentionProbe(model)
+    sched = gradientflow.Schedule.everything()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stopped probe warns
+        with gradientflow.watch(model, opt, probes=[probe], schedule=sched) as mon:
+            for batch in (5, 0, 4):
+                opt.zero_grad()
+                out = model(torch.randn(batch, 9, 16))
+                out.square().sum().backward()
+                opt.step()
+    ex = mon.trace.extras
+    assert list(ex["attn/0.layers.0.self_attn/steps"]) == [0, 2]
+    assert bool(np.isfinite(ex["attn/0.layers.0.self_attn/entropy_mean"]).all())
+    assert list(ex["logits/steps"]) == [0, 2]
+    assert "attention_error" not in mon.trace.meta

@@ -214,14 +214,18 @@ class AttentionProbe(Probe):
             logits = hf_logits(site.module, args, kwargs)
         if logits is None:
             return
+        site.seen = False
+        if not logits.numel():  # an empty batch, or no key: nothing to measure this time
+            return
         site.rows.append(torch.stack(head_stats(logits)))
         site.steps.append(step)
         site.seq.append(int(logits.shape[-1]))
-        site.seen = False
 
     def _measure_output(self, step: int) -> None:
         out, self._output = self._output, None
         if out is None or not out.is_floating_point() or out.dim() < 2 or out.shape[-1] < 2:
+            return
+        if not out.numel():  # an empty batch
             return
         self._vocab = int(out.shape[-1])
         self._logit_rows.append(torch.stack(logit_stats(out)))

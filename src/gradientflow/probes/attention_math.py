@@ -139,8 +139,16 @@ def head_stats(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     encoder: their smallest and largest values, one cheap pass, are finite) take
     :func:`_unmasked_head_stats`, half the passes over the logits; any -inf, +inf or NaN
     (a mask) sends them down the general path here.
+
+    Logits with no entry (an empty batch, no query, no key) give NaN for every head.
+
+    >>> [v.tolist() for v in head_stats(torch.zeros(2, 3, 4, 0))]
+    [[nan, nan, nan], [nan, nan, nan], [nan, nan, nan]]
     """
-    if logits.device.type == "cpu" and logits.numel():  # a host read: never on a GPU
+    if not logits.numel():
+        nan = torch.full((logits.shape[1],), math.nan, dtype=torch.float64, device=logits.device)
+        return nan, nan.clone(), nan.clone()
+    if logits.device.type == "cpu":  # a host read: never on a GPU
         smallest, largest = torch.aminmax(logits.detach())
         if math.isfinite(float(smallest)) and math.isfinite(float(largest)):
             top, ent = _unmasked_head_stats(logits)
