@@ -5,7 +5,7 @@ inputs, batch 64. Optimizers: SGD with momentum, and Adam. Modes:
 
 * plain       — no monitor;
 * default     — ``watch(model, opt)``: gradient norms at every step (dense phase), full
-                statistics every 10th step;
+                statistics every 50th step;
 * everything  — ``watch(model, opt, schedule=Schedule.everything())``: all statistics, every step.
 
 Rounds of each mode are interleaved (plain, default, everything, plain, ...) so that drift in the

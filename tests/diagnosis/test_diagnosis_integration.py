@@ -1,7 +1,7 @@
 """The rules on real trainings (digits, MNIST-1D): each pathology found, healthy nets silent.
 
 Each training is a few dozen steps under ``gradientflow.watch`` (default schedule: gradients
-every step, full statistics every 10th).
+every step, full statistics every 50th).
 """
 
 from __future__ import annotations
