@@ -277,3 +277,58 @@ def test_segment_sums_match_torch_segment_reduce_with_empty_segments() -> None:
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-9)
     with pytest.raises(ValueError, match="sum to"):
         segment_sums(values[:-1], lengths)
+
+
+def _check_against_float64(ts: list[torch.Tensor], got: list[float]) -> None:
+    assert len(got) == len(ts)
+    for i, (t, n) in enumerate(zip(ts, got, strict=True)):
+        ref = _ref_norm(t)
+        assert (math.isnan(n) and math.isnan(ref)) or n == pytest.approx(ref, rel=1e-6), i
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_many_small_tensors_of_few_shapes_are_stacked_per_shape(
+    scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deep net's gradients (weights and biases in turn, a few empty ones, an unevenly
+    spaced shape) take one stack per shape, not the flat buffer: float64 numbers at every
+    scale, NaN and Inf kept."""
+    from gradientflow.probes import layers
+
+    def refuse(*args: object) -> torch.Tensor:
+        raise AssertionError("the flat buffer was used")
+
+    monkeypatch.setattr(layers, "_FLAT_PLANS", layers.FlatPlans())
+    monkeypatch.setattr(layers, "flat_norms", refuse)
+    g = torch.Generator().manual_seed(4)
+    ts: list[torch.Tensor] = []
+    for k in range(60):
+        ts += [torch.randn(16, 16, generator=g) * scale, torch.randn(16, generator=g) * scale]
+        if k % 7 == 3:
+            ts += [torch.randn(2, 3, generator=g) * scale, torch.zeros(0)]
+    ts[2][0, 0], ts[3][2] = math.nan, -math.inf
+    plan = layers._FLAT_PLANS.plan(ts)
+    assert plan[3] is not None and any(isinstance(w, list) for w, _ in plan[3])
+    _check_against_float64(ts, foreach_norm(ts).tolist())
+    assert math.isnan(foreach_norm(ts)[2]) and foreach_norm(ts)[3] == math.inf
+
+
+def test_tensors_of_known_sizes_but_new_shapes_take_the_flat_buffer() -> None:
+    """A plan is found by sizes: the same sizes with other shapes (256 entries as 16x16, then
+    as 256 and 16x16 mixed) cannot be stacked together, and are normed in the flat buffer."""
+    from gradientflow.probes import layers
+
+    plans = layers.FlatPlans()
+    g = torch.Generator().manual_seed(5)
+    first = [torch.randn(16, 16, generator=g) for _ in range(40)]
+    assert plans.plan(first)[3] is not None
+    mixed = [t.reshape(256) if i % 3 == 0 else t for i, t in enumerate(first)]
+    small, _, _, groups = plans.plan(mixed)
+    assert groups is not None  # the plan of the first list
+    assert layers.grouped_norms([mixed[i] for i in small], groups) is None
+    old = layers._FLAT_PLANS
+    try:
+        layers._FLAT_PLANS = plans
+        _check_against_float64(mixed, foreach_norm(mixed).tolist())
+    finally:
+        layers._FLAT_PLANS = old
