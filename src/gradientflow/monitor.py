@@ -99,10 +99,10 @@ class Monitor:
                 self._wrap_scaler()
             for probe in self.probes:
                 probe.attach(self.watched)
+            self._prepare(self.step_count)
         except BaseException:
             self._remove_hooks()
             raise
-        self._prepare(self.step_count)
         self._attached = True
         lifetime.opened(self)
         return self

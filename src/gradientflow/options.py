@@ -15,11 +15,13 @@ gradientflow.errors.GradientFlowError: watch(): `role` must be one of 'discrimin
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -121,7 +123,61 @@ class Settings:
                 raise GradientFlowError(
                     f"watch(): unknown option {name!r}; known: {', '.join(known)}"
                 )
-        return cls(**options)
+        settings = cls(**options)
+        settings.check_types()
+        return settings
+
+    def check_types(self) -> None:
+        """A clear error naming the option whose value has the wrong type (before anything
+        compares it or is hooked).
+
+        >>> Settings(schedule=Schedule.everything).check_types()
+        Traceback (most recent call last):
+        ...
+        gradientflow.errors.GradientFlowError: watch(): `schedule` must be a Schedule or None, \
+got Schedule.everything (not called: pass Schedule.everything())
+        >>> Settings(flush_every=2.5).check_types()
+        Traceback (most recent call last):
+        ...
+        gradientflow.errors.GradientFlowError: watch(): `flush_every` must be an integer, got 2.5
+        """
+        if self.schedule is not None and not isinstance(self.schedule, Schedule):
+            raise _wrong("schedule", "a Schedule or None", self.schedule)
+        for name in ("zero_threshold", "saturation_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise _wrong(name, "a number", value)
+        if isinstance(self.flush_every, bool) or not isinstance(self.flush_every, numbers.Integral):
+            raise _wrong("flush_every", "an integer", self.flush_every)
+        for name in ("warn", "through_time", "overwrite", "resume"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise _wrong(name, "True or False", value)
+        for name in ("log_dir", "tensorboard"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise _wrong(name, "a folder path (str or os.PathLike) or None", value)
+        if not isinstance(self.probes, list | tuple):
+            raise _wrong("probes", "a list of gradientflow Probe objects", self.probes)
+        for i, probe in enumerate(self.probes):
+            if not isinstance(probe, Probe):
+                raise _wrong(f"probes[{i}]", "a gradientflow Probe", probe)
+        if self.scaler is not None and not callable(getattr(self.scaler, "step", None)):
+            raise _wrong("scaler", "a torch.amp.GradScaler or None", self.scaler)
+
+
+def _wrong(name: str, expected: str, value: Any) -> GradientFlowError:
+    if callable(value) and hasattr(value, "__qualname__"):  # a function passed, not its result
+        what = value.__qualname__
+        shown = f"{what} (not called: pass {what}())"
+    else:
+        shown = repr(value) if _short(value) else f"a value of type {type(value).__name__}"
+    return GradientFlowError(f"watch(): `{name}` must be {expected}, got {shown}")
+
+
+def _short(value: Any) -> bool:
+    """Whether ``value``'s repr is a short literal worth showing (not an object's address)."""
+    return value is None or (isinstance(value, str | int | float | bool) and len(repr(value)) <= 60)
 
 
 def check_arguments(

@@ -171,6 +171,65 @@ def test_bad_input_gives_clear_errors() -> None:
     assert not mon._handles
 
 
+class _NoProbe:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("schedule", "everything", "`schedule` must be a Schedule or None, got 'everything'"),
+        ("schedule", Schedule.everything, r"not called: pass Schedule\.everything\(\)"),
+        ("zero_threshold", "x", "`zero_threshold` must be a number, got 'x'"),
+        ("saturation_eps", None, "`saturation_eps` must be a number, got None"),
+        ("flush_every", 2.5, "`flush_every` must be an integer, got 2.5"),
+        ("flush_every", "10", "`flush_every` must be an integer, got '10'"),
+        ("warn", "yes", "`warn` must be True or False, got 'yes'"),
+        ("through_time", "no", "`through_time` must be True or False"),
+        ("overwrite", 1, "`overwrite` must be True or False, got 1"),
+        ("log_dir", 123, "`log_dir` must be a folder path"),
+        ("tensorboard", 1.5, "`tensorboard` must be a folder path"),
+        ("probes", _NoProbe(), "`probes` must be a list of gradientflow Probe objects"),
+        ("probes", [_NoProbe()], r"`probes\[0\]` must be a gradientflow Probe, got a value"),
+        ("scaler", object(), "`scaler` must be a torch.amp.GradScaler or None"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named_and_nothing_is_hooked(
+    option: str, value: object, message: str
+) -> None:
+    """A wrong type is refused before anything is hooked: the model and the optimizer keep
+    no hook, and an unwatched step afterwards warns nothing (a failed watch() once left its
+    hooks behind, firing at every later step)."""
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = hook_counts(model)
+    with pytest.raises(GradientFlowError, match=message):
+        gradientflow.watch(model, opt, **{option: value})
+    assert hook_counts(model) == before
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_steps(model, opt, 1)
+
+
+def test_a_failure_while_attaching_removes_every_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails in attach(), the last part included (arming the first step's hooks),
+    leaves neither the optimizer nor the model hooked."""
+    from gradientflow import monitor
+
+    def fail(self: object, step: int) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(monitor.Monitor, "_prepare", fail)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = hook_counts(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        gradientflow.watch(model, opt, schedule=Schedule.everything())
+    assert hook_counts(model) == before
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
 def test_loss_logged_before_or_after_the_step_lands_on_that_step() -> None:
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
