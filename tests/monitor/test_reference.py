@@ -306,3 +306,43 @@ def test_manual_step_without_optimizer_measures_updates() -> None:
     got = trace.metrics["update_norm"][:, 0]
     assert got == pytest.approx(expected_updates, rel=1e-5)
     assert trace.metrics["grad_norm"].shape == (3, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("lr", [1e-5, 0.05])
+def test_sgd_update_of_half_precision_weights_is_the_real_change(
+    dtype: torch.dtype, lr: float
+) -> None:
+    """Under plain SGD, half-precision weights round away an update below their resolution:
+    at lr 1e-5 against weights near 1 nothing moves, and ||dw|| must read 0, not lr·||d||
+    (what the step asked for); at lr 0.05 it must be the rounded change the weights made.
+    Float32 weights keep the copy-free derivation."""
+    from gradientflow.probes.updates import derivable_from_state
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4)).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(1.0 + 0.1 * torch.rand_like(p, dtype=torch.float32))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    changes = []
+    with gradientflow.watch(model, opt, schedule=Schedule.everything()) as mon:
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 16).to(dtype)).float().square().mean().backward()
+            before = [p.detach().double().clone() for p in model.parameters()]
+            opt.step()
+            after = [p.detach().double() for p in model.parameters()]
+            changes.append([a - b for a, b in zip(after, before, strict=True)])
+    got = mon.trace.metrics["update_norm"]
+    params = layer_params(model, mon.trace)
+    order = {id(p): k for k, p in enumerate(model.parameters())}
+    for r, dw in enumerate(changes):
+        for j, ps in enumerate(params):
+            ref = norm_of([dw[order[id(p)]] for p in ps])
+            assert got[r, j] == pytest.approx(ref, rel=1e-6, abs=0.0), (r, j)
+    if lr == 1e-5:
+        assert (got == 0).all()  # the weights did not move
+    assert mon.trace.meta["update_method"] == "weight copy"
+    fp32 = nn.Linear(2, 2)
+    assert derivable_from_state(torch.optim.SGD(fp32.parameters(), lr=0.1), [*fp32.parameters()])

@@ -1,9 +1,12 @@
 """The update norm ||dw|| per layer (the article's sign 1), measured as cheaply as possible.
 
-* Plain SGD (any momentum and weight decay, no Nesterov, a float learning rate): the step is
-  ``w -= lr * d`` where ``d`` is the momentum buffer (or the gradient when momentum is 0 and
-  there is no weight decay), so ``||dw|| = lr * ||d||`` is read off the optimizer's state after
-  the step: no copy of the weights.
+* Plain SGD (any momentum and weight decay, no Nesterov, a float learning rate) on float32 or
+  float64 weights: the step is ``w -= lr * d`` where ``d`` is the momentum buffer (or the
+  gradient when momentum is 0 and there is no weight decay), so ``||dw|| = lr * ||d||`` is
+  read off the optimizer's state after the step: no copy of the weights. Exact to the
+  weights' rounding, which is negligible unless the update is near their resolution (a
+  relative update below about 1e-6 in float32). bfloat16 and float16 weights round away
+  updates below 2**-8 (2**-11) of their size, often a whole layer's: they take the copy.
 * Any other optimizer: the parameters are copied before the step and subtracted after it, on
   full steps only (a full step comes every ``Schedule.full_every`` steps). For models up to
   :data:`KEEP_COPY_BYTES` the copy's memory is kept and refilled in place.
@@ -12,6 +15,8 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -23,15 +28,43 @@ from gradientflow.probes.layers import ParamIndex, foreach_norm
 KEEP_COPY_BYTES = 512 * 2**20
 
 
+def copy_dtype(p: torch.Tensor) -> torch.dtype:
+    """The dtype of the copy that measures ``p``'s update: float32 for a half-precision
+    weight, in which the difference of two of its values is exact (in the weight's own
+    dtype it is rounded to 8 or 11 bits), else the weight's own.
+
+    >>> copy_dtype(torch.ones(1, dtype=torch.bfloat16)), copy_dtype(torch.ones(1))
+    (torch.float32, torch.float32)
+    """
+    return torch.float32 if p.dtype in (torch.bfloat16, torch.float16) else p.dtype
+
+
 def update_norms_from(index: ParamIndex, before: list[torch.Tensor]) -> torch.Tensor:
-    """Per-layer ||w_now - w_before||; consumes ``before``."""
+    """Per-layer ||w_now - w_before||; consumes ``before`` (see :func:`copy_dtype`)."""
     torch._foreach_sub_(before, index.local_params())
     return index.per_layer(foreach_norm(before).square(), index.owner_idx, index.weight).sqrt()
 
 
-def derivable_from_state(optimizer: torch.optim.Optimizer | None) -> bool:
-    """True when ||dw|| can be derived from the optimizer's state without copying weights."""
+#: weight dtypes whose SGD step moves them by ``lr * d`` to within negligible rounding
+_DERIVABLE_DTYPES = (torch.float32, torch.float64)
+
+
+def derivable_from_state(
+    optimizer: torch.optim.Optimizer | None, params: Sequence[torch.Tensor] = ()
+) -> bool:
+    """True when ||dw|| can be derived from the optimizer's state without copying weights:
+    plain SGD (see the module's docstring) and no ``params`` in half precision.
+
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> derivable_from_state(torch.optim.SGD([w], lr=0.1), [w])
+    True
+    >>> half = torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))
+    >>> derivable_from_state(torch.optim.SGD([half], lr=0.1), [half])
+    False
+    """
     if type(optimizer) is not torch.optim.SGD:
+        return False
+    if any(p.dtype not in _DERIVABLE_DTYPES for p in params):
         return False
     for group in optimizer.param_groups:
         if group.get("nesterov") or not isinstance(group.get("lr"), float):
@@ -47,7 +80,7 @@ class UpdateMeter:
     def __init__(self, index: ParamIndex, optimizer: torch.optim.Optimizer | None) -> None:
         self.index = index
         self.optimizer = optimizer
-        self.derived = derivable_from_state(optimizer)
+        self.derived = derivable_from_state(optimizer, index.params)
         self.method = "derived from the SGD momentum buffer" if self.derived else "weight copy"
         self._before: list[torch.Tensor] | None = None
         self._kept: list[torch.Tensor] | None = None
@@ -62,7 +95,9 @@ class UpdateMeter:
         if self.derived or not self._keep:
             return None
         if self._kept is None:
-            self._kept = [torch.empty_like(p) for p in self.index.local_params()]
+            self._kept = [
+                torch.empty_like(p, dtype=copy_dtype(p)) for p in self.index.local_params()
+            ]
         return self._kept
 
     def before_step(self, copied: bool = False) -> None:
@@ -82,7 +117,7 @@ class UpdateMeter:
         if self._kept is not None:
             torch._foreach_copy_(self._kept, params)
             return self._kept
-        copy = [p.clone() for p in params]
+        copy = [p.detach().to(copy_dtype(p), copy=True) for p in params]
         if self._keep:
             self._kept = copy
         return copy
