@@ -17,6 +17,7 @@ each optimizer step, the model and batches are moved to the recipe's device, and
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -78,13 +79,17 @@ def _train_step(recipe: Recipe, batch: Any, step: int) -> torch.Tensor:
         outputs = _call(_forward, source, step, "model or loss_fn", recipe.model, inputs)
         loss = _call(recipe.loss_fn, source, step, "model or loss_fn", outputs, targets)
     _check_loss(loss, source, step, "train_step" if recipe.train_step is not None else "loss_fn")
-    loss.backward()
+    _call(loss.backward, source, step, "backward pass (loss.backward())")
     return loss
 
 
 def _call(func: Callable[..., Any], source: str, step: int, what: str, *args: Any) -> Any:
+    """``func(*args)``; an exception from the user's code becomes a one-line error naming the
+    recipe, the step and ``what`` raised it (one already naming them passes through)."""
     try:
         return func(*args)
+    except GradientFlowError:
+        raise
     except Exception as exc:
         raise GradientFlowError(
             f"{source}: step {step}: the recipe's {what} raised {type(exc).__name__}: {exc}"
@@ -238,21 +243,32 @@ def _loop(
     """The training loop; returns the number of optimizer steps taken."""
     opt, scheduler = recipe.opt, recipe.scheduler
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    closure = needs_closure(opt)
     bad_run = done = 0
     batches = iter(stream)
     while steps is None or done < steps:
         batch = next(batches, _END)
         if batch is _END:
             break
-        opt.zero_grad(set_to_none=True)
-        loss = _train_step(recipe, batch, done)
-        mon.log(loss=loss)
-        opt.step()
+        if closure:  # LBFGS: the optimizer evaluates the loss itself, maybe several times
+
+            def evaluate(batch: Any = batch, step: int = done) -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                return _train_step(recipe, batch, step)
+
+            loss = _call(opt.step, recipe.source, done, "optimizer's step", evaluate)
+            _check_loss(loss, recipe.source, done, "the optimizer's step(closure)")
+            mon.log(loss=loss)
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss = _train_step(recipe, batch, done)
+            mon.log(loss=loss)
+            _call(opt.step, recipe.source, done, "optimizer's step")
         value = float(loss.detach())
         if plateau:
-            scheduler.step(value)  # ReduceLROnPlateau watches the loss
+            _call(scheduler.step, recipe.source, done, "scheduler's step", value)
         elif scheduler is not None:
-            scheduler.step()
+            _call(scheduler.step, recipe.source, done, "scheduler's step")
         done += 1
         bar.update(1)
         if done % 10 == 1:
@@ -270,6 +286,20 @@ def _loop(
 
 
 _END = object()
+
+
+def needs_closure(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt.step`` must be given a closure that re-evaluates the loss (LBFGS).
+
+    >>> w = torch.nn.Parameter(torch.ones(1))
+    >>> needs_closure(torch.optim.LBFGS([w])), needs_closure(torch.optim.SGD([w], lr=0.1))
+    (True, False)
+    """
+    try:
+        parameter = inspect.signature(opt.step).parameters.get("closure")
+    except (TypeError, ValueError):  # a builtin or wrapped step without a signature
+        return False
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def _detach(mon: Monitor, done: int) -> None:

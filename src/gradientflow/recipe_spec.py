@@ -104,10 +104,20 @@ def load_recipe(spec: str) -> Recipe:
     if module_spec is None or module_spec.loader is None:
         raise GradientFlowError(f"recipe {spec!r}: {path} cannot be imported as Python")
     module = importlib.util.module_from_spec(module_spec)
+    # registered as imported modules are, so that what looks itself up there (a dataclass
+    # under `from __future__ import annotations`, pickle) finds it
+    sys.modules[module_spec.name] = module
     sys.path.insert(0, str(path.resolve().parent))
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:  # argparse or sys.exit() at import time
+        sys.modules.pop(module_spec.name, None)
+        raise GradientFlowError(
+            f"recipe {spec!r}: importing {path} exited (SystemExit: {exc.code}); code that "
+            "parses the command line or exits belongs under `if __name__ == '__main__':`"
+        ) from None
     except Exception as exc:
+        sys.modules.pop(module_spec.name, None)
         raise GradientFlowError(
             f"recipe {spec!r}: importing {path} raised {type(exc).__name__}: {exc}"
         ) from exc
@@ -120,6 +130,10 @@ def load_recipe(spec: str) -> Recipe:
         raise GradientFlowError(f"recipe {spec!r}: {func_name!r} is not a function")
     try:
         obj = func()
+    except SystemExit as exc:
+        raise GradientFlowError(
+            f"recipe {spec!r}: {func_name}() exited (SystemExit: {exc.code})"
+        ) from None
     except Exception as exc:
         raise GradientFlowError(
             f"recipe {spec!r}: {func_name}() raised {type(exc).__name__}: {exc}"

@@ -67,3 +67,13 @@ def add_recipe_argument(p: argparse.ArgumentParser) -> None:
         default=None,
         help="FILE.py:FUNC returning a recipe dict (default: the built-in demo)",
     )
+
+
+def plots_note() -> None:
+    """A note on stderr when a report was written without its plots (no matplotlib)."""
+    import sys
+
+    from gradientflow.report.plots import _mpl
+
+    if not _mpl.available():
+        print(f"gradientflow: note: the report has no plots: {_mpl.NO_MATPLOTLIB}", file=sys.stderr)

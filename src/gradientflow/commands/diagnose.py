@@ -94,6 +94,10 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, diagnose, print; returns the exit status."""
     steps, epochs = _length(args)
+    if args.trial:
+        from gradientflow.commands.trial import check_trial_options
+
+        check_trial_options(args)  # a typo in a trial flag must not cost the diagnosis run
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         if (out_dir / "meta.json").exists():
@@ -109,14 +113,16 @@ def run(args: argparse.Namespace) -> int:
     header = _header(source, mon.step_count, score, trace)
     status = emit(diagnosis, trace, args, header=header, model=recipe.model)
     table = None
-    if args.trial:
-        from gradientflow.commands.trial import DEMO_TRIAL_STEPS, run_trial
+    try:
+        if args.trial:
+            from gradientflow.commands.trial import DEMO_TRIAL_STEPS, run_trial
 
-        n = args.trial_steps or (DEMO_TRIAL_STEPS if args.recipe is None else mon.step_count)
-        fresh = load(args.recipe, n)[0]  # the diagnosed model was trained in place
-        table = run_trial(fresh, diagnosis, args, steps=n, demo=args.recipe is None)
-    if out_dir is not None:
-        _write_report(out_dir, trace, diagnosis, recipe.model, table, source)
+            n = args.trial_steps or (DEMO_TRIAL_STEPS if args.recipe is None else mon.step_count)
+            fresh = load(args.recipe, n)[0]  # the diagnosed model was trained in place
+            table = run_trial(fresh, diagnosis, args, steps=n, demo=args.recipe is None)
+    finally:  # a trial that fails still leaves the diagnosis's report
+        if out_dir is not None:
+            _write_report(out_dir, trace, diagnosis, recipe.model, table, source)
     return status
 
 
@@ -169,6 +175,7 @@ def _write_report(
     out_dir: Path, trace: Any, diagnosis: Any, model: nn.Module, table: Any, source: str
 ) -> None:
     """The HTML report beside the saved trace: verdict, prescriptions, trial, plots, table."""
+    from gradientflow.commands._common import plots_note
     from gradientflow.remedies import prescribe
     from gradientflow.report.html import write_html
 
@@ -182,6 +189,7 @@ def _write_report(
         title=f"gradientflow report: {what}",
     )
     print(f"gradientflow: wrote {out_dir} (trace, diagnosis.json) and {path}", file=sys.stderr)
+    plots_note()
 
 
 def _header(source: str, steps: int, score: float | None, trace: Any) -> str:

@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the trace, diagnose it, write the report; print where it went."""
-    from gradientflow.commands._common import writable_folder
+    from gradientflow.commands._common import plots_note, writable_folder
     from gradientflow.report.html import auto_diagnosis, write_html
     from gradientflow.report.tensorboard import write_tensorboard
     from gradientflow.trace import Trace
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     diagnosis, problem = auto_diagnosis(trace)
     write_html(trace, out, diagnosis, title=title, no_verdict_reason=problem)
     print(f"report: {out}")
+    plots_note()
     if args.tensorboard:
         write_tensorboard(trace, args.tensorboard, diagnosis)
         print(

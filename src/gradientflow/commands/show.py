@@ -14,6 +14,7 @@ from typing import Any
 
 from gradientflow.commands.diagnose import add_output_options, emit
 from gradientflow.errors import GradientFlowError
+from gradientflow.jsonsafe import from_json_float
 
 EPILOG = """examples:
   gradientflow show runs/a
@@ -43,8 +44,19 @@ def _saved_meta(folder: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text()).get("meta", {})
     except (json.JSONDecodeError, AttributeError) as exc:
         raise GradientFlowError(f"show: {path} is not a valid diagnosis file: {exc}") from exc
-    keep = ("source", "steps", "final_loss", "evaluate", "notes")
-    return {k: meta[k] for k in keep if k in meta}
+    if not isinstance(meta, dict):
+        raise GradientFlowError(f"show: {path} is not a valid diagnosis file: 'meta' is no object")
+    kept = {k: meta[k] for k in ("source", "steps", "notes") if k in meta}
+    for key in ("final_loss", "evaluate"):  # numbers, NaN/Inf written as "nan"/"inf"/"-inf"
+        if meta.get(key) is not None:
+            try:
+                kept[key] = from_json_float(meta[key])
+            except (TypeError, ValueError):
+                raise GradientFlowError(
+                    f"show: {path} is not a valid diagnosis file: meta.{key} is {meta[key]!r}, "
+                    "not a number"
+                ) from None
+    return kept
 
 
 def run(args: argparse.Namespace) -> int:

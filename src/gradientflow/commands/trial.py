@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from itertools import islice
+from itertools import cycle, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,9 @@ def register(sub: Any) -> None:
 
 
 def add_trial_options(p: argparse.ArgumentParser, prefix: str) -> None:
-    """``{prefix}steps``, ``{prefix}remedies``, ``{prefix}seeds`` (dest ``trial_*``)."""
+    """``{prefix}steps``, ``{prefix}remedies``, ``{prefix}seeds`` (dest ``trial_*``; the
+    errors about them name the flags as the user typed them)."""
+    p.set_defaults(trial_prefix=prefix)
     p.add_argument(
         f"{prefix}steps",
         dest="trial_steps",
@@ -88,37 +90,79 @@ def add_trial_options(p: argparse.ArgumentParser, prefix: str) -> None:
     )
 
 
-def _names(text: str | None) -> list[str] | None:
+def _flag(args: argparse.Namespace, name: str) -> str:
+    """The flag the user typed for a trial option: ``--steps`` (trial) or ``--trial-steps``."""
+    return f"{getattr(args, 'trial_prefix', '--trial-')}{name}"
+
+
+def _names(args: argparse.Namespace) -> list[str] | None:
     from gradientflow.remedies.registry import REGISTRY
 
+    text = args.trial_remedies
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise GradientFlowError(
-            f"--trial-remedies: unknown remedy {unknown[0]!r}; known: {', '.join(sorted(REGISTRY))}"
+            f"{_flag(args, 'remedies')}: unknown remedy {unknown[0]!r}; "
+            f"known: {', '.join(sorted(REGISTRY))}"
         )
     return names
 
 
-def _seeds(text: str) -> list[int]:
+#: seeds go to torch.manual_seed, which takes a 64-bit integer
+_SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    text = args.trial_seeds
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise GradientFlowError(
-            f"--trial-seeds: expected integers like 0,1,2, got {text!r}"
+            f"{_flag(args, 'seeds')}: expected integers like 0,1,2, got {text!r}"
         ) from None
+    lo, hi = _SEED_RANGE
+    for seed in seeds:
+        if not lo <= seed <= hi:
+            raise GradientFlowError(f"{_flag(args, 'seeds')}: {seed} is not a 64-bit seed")
+    if not seeds:
+        raise GradientFlowError(f"{_flag(args, 'seeds')}: no seed given in {text!r}")
+    return seeds
+
+
+def check_trial_options(args: argparse.Namespace) -> None:
+    """The trial's flags checked before any training (a typo must not cost a diagnosis run)."""
+    if args.trial_steps is not None and args.trial_steps < 1:
+        raise GradientFlowError(f"{_flag(args, 'steps')} must be >= 1, got {args.trial_steps}")
+    _names(args)
+    _seeds(args)
+
+
+def trial_batches(batches: Any, steps: int) -> list[Any]:
+    """``steps`` batches for a trial: the recipe's first ``steps``, repeated in order when it
+    has fewer (as a diagnosis cycles them); the same objects again, so one pass is held in
+    memory. Empty when the recipe gives none.
+
+    >>> trial_batches([1, 2, 3], 7), trial_batches(iter([1, 2]), 1)
+    ([1, 2, 3, 1, 2, 3, 1], [1])
+    """
+    first = list(islice(batches, steps))
+    if first and len(first) < steps:
+        first = list(islice(cycle(first), steps))
+    return first
 
 
 def run(args: argparse.Namespace) -> int:
     """Diagnose (unless ``--remedies`` names them), trial, print."""
     demo = args.recipe is None
+    check_trial_options(args)
     steps = args.trial_steps or (DEMO_TRIAL_STEPS if demo else 200)
     if args.out:
         writable_folder(Path(args.out), f"--out {args.out}")
     diagnosis = None
-    if _names(args.trial_remedies) is None:
+    if _names(args) is None:
         from gradientflow.recipe import run_recipe
 
         if args.diagnose_steps < 1:
@@ -141,25 +185,28 @@ def run_trial(
     from gradientflow.report.terminal import trial_text
     from gradientflow.trial import trial
 
+    check_trial_options(args)
     if steps < 1:
-        raise GradientFlowError(f"--trial-steps must be >= 1, got {steps}")
+        raise GradientFlowError(f"{_flag(args, 'steps')} must be >= 1, got {steps}")
     if fresh.loss_fn is None:
         raise GradientFlowError(
             f"{fresh.source}: a trial trains each remedy with loss_fn(model(inputs), targets); "
             "this recipe has only a 'train_step': add a 'loss_fn' to trial it"
         )
-    names = _names(args.trial_remedies)
+    names = _names(args)
     remedies: list[Any] = names if names is not None else prescribe(diagnosis, fresh.model, limit=5)
     if not remedies:
         print("gradientflow: trial: nothing to trial (no remedy prescribed)", file=sys.stderr)
         return None
-    batches = list(islice(fresh.batches, steps))
+    batches = trial_batches(fresh.batches, steps)
+    if not batches:
+        raise GradientFlowError(f"{fresh.source}: the recipe's batches are empty: nothing to trial")
     table = trial(
         fresh.model,
         batches,
         fresh.loss_fn,
         remedies,
-        seeds=_seeds(args.trial_seeds),
+        seeds=_seeds(args),
         evaluate=fresh.evaluate,
         optimizer=fresh.optimizer,
         metric_name="test acc" if demo else "evaluate",

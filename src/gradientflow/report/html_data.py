@@ -20,6 +20,7 @@ import numpy as np
 from gradientflow._format import sig3
 from gradientflow.report import plots
 from gradientflow.report.html_findings import esc
+from gradientflow.report.plots import _mpl
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,6 +61,9 @@ def figure_to_img(fig: Figure, plot_id: str, alt: str, *, dpi: int = 96) -> str:
 def plots_section(trace: Trace) -> str:
     if trace.n_records == 0 or trace.n_layers == 0:
         return "<h2>Plots</h2><p class='muted'>The trace holds no recorded steps.</p>"
+    if not _mpl.available():
+        why = escape(_mpl.NO_MATPLOTLIB)
+        return f"<h2 id='plots'>Plots</h2><p class='muted'>No plots: {why}.</p>"
     figures: list[tuple[str, str, Any]] = [
         ("profile", "Gradient flow: gradient norm per layer", plots.gradient_profile),
         ("heat-grad", "Gradient norm per layer and step", plots.heatmap),

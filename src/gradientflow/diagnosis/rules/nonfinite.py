@@ -36,9 +36,11 @@ REMEDIES: dict[str, list[str]] = {"nonfinite": ["lower_lr", "clip_gradients", "a
 SKIPPED_WARNING = 0.05
 
 
-def _turned_nan(col: np.ndarray) -> np.ndarray:
-    """True where a column is NaN after having held a finite value earlier (not "unmeasured")."""
-    seen = np.maximum.accumulate(np.isfinite(col).astype(np.int8)) > 0
+def _turned_nan(col: np.ndarray, bad: np.ndarray | None = None) -> np.ndarray:
+    """True where a column is NaN after having held a finite value earlier (not "unmeasured"),
+    or after a row where it was shown non-finite (``bad``: a positive NaN/Inf count)."""
+    known = np.isfinite(col) if bad is None else np.isfinite(col) | bad
+    seen = np.maximum.accumulate(known.astype(np.int8)) > 0
     before = np.concatenate([[False], seen[:-1]])
     return np.isnan(col) & before
 
@@ -56,7 +58,10 @@ def _masks(trace: Trace) -> dict[str, np.ndarray]:
     """Per row: bad gradients (with the layers), bad weights, bad loss."""
     m, every = trace.metrics, np.ones(trace.n_records, dtype=bool)
     glob = trace.scalars["global_grad_norm"]
-    glob_bad = np.isinf(glob) | _turned_nan(glob)
+    # a NaN global norm is a measured NaN after a finite one, or after a row whose gradients
+    # were counted non-finite (a run NaN from its first step: every row after it too)
+    counted = (np.nan_to_num(m["nonfinite"]) > 0).any(axis=1) | np.isinf(glob)
+    glob_bad = np.isinf(glob) | _turned_nan(glob, counted)
     # a layer's gradient norm turning NaN counts only when the global norm says so too
     # (a parameter whose .grad is None at one step is "not measured", not NaN)
     grad_nan = _bad_columns(m["grad_norm"], every) & (glob_bad | np.isnan(glob))[:, None]
@@ -131,11 +136,18 @@ def _message(ev: dict[str, Any], blamed: list[str]) -> str:
         where = f"in {len(blamed)} layers at once"
     else:
         where = f"in layer '{blamed[0]}'" if blamed else "in the loss"
-    parts = [
-        f"NaN/Inf values appeared at step {ev['first_step']}, {where}: a number "
-        "overflowed, usually because the updates are too large (learning rate) or the "
-        "gradients exploded."
-    ]
+    if ev.get("from_start") and ev["first_step"] == 0:  # no update has happened yet
+        parts = [
+            f"NaN/Inf values appeared at the first step, {where}, before any update could "
+            "cause them: the forward pass makes them (NaN or Inf in the inputs, a loss that "
+            "takes the log of 0 or divides by 0, or non-finite initial weights)."
+        ]
+    else:
+        parts = [
+            f"NaN/Inf values appeared at step {ev['first_step']}, {where}: a number "
+            "overflowed, usually because the updates are too large (learning rate) or the "
+            "gradients exploded."
+        ]
     if ev["first_weight_step"] is not None:
         parts.append(
             f"The weights themselves became NaN/Inf at step {ev['first_weight_step']}; "

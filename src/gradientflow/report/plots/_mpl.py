@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 MAX_TICK_LABELS = 40
 
+#: what stands in for the plots when matplotlib (an optional dependency) is missing
+NO_MATPLOTLIB = "the plots need the optional package matplotlib: pip install 'gradientflow[plots]'"
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (the plots need it; the rest of a report does not)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
 
 def new_figure(width: float, height: float) -> Figure:
     """A Figure on the Agg canvas (no window, no pyplot state)."""
