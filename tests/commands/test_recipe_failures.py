@@ -231,3 +231,15 @@ def test_a_trial_cycles_the_batches_to_its_steps_and_a_failed_trial_keeps_the_re
     assert main([*args, "--trial", "--trial-remedies", "lower_lr"]) == 2
     assert "has only a 'train_step'" in _error(capsys)
     assert (out / "report.html").is_file() and (out / "diagnosis.json").is_file()
+
+
+def test_out_never_replaces_a_report_or_diagnosis_already_there(
+    recipes: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("report.html", "diagnosis.json"):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        (out / name).write_text("mine")
+        assert main(["diagnose", f"{recipes}:recipe", "--steps", "2", "--out", str(out)]) == 2
+        assert f"already holds a {name}" in _error(capsys)
+        assert (out / name).read_text() == "mine" and not (out / "meta.json").exists()

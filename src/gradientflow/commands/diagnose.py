@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
             raise GradientFlowError(
                 f"--out {out_dir}: already holds a saved run; choose a new folder"
             )
+        for name in ("diagnosis.json", "report.html"):  # what --out writes beside the trace
+            if (out_dir / name).exists():
+                raise GradientFlowError(
+                    f"--out {out_dir}: already holds a {name}, which this run would replace; "
+                    "choose a new folder"
+                )
         writable_folder(out_dir, f"--out {out_dir}")
     recipe, source = load(args.recipe, steps or DEFAULT_STEPS)
     mon, diagnosis, score = _train(recipe, source, steps, out_dir, epochs)
