@@ -141,7 +141,8 @@ def test_import_time_exits_and_dataclasses(
     """A recipe module that parses arguments at import (argparse exits), one whose function
     calls sys.exit, and one with a dataclass under `from __future__ import annotations`."""
     (tmp_path / "argp.py").write_text(
-        "import argparse\nargparse.ArgumentParser().parse_args()\ndef recipe():\n    pass\n"
+        "import argparse\nargparse.ArgumentParser().parse_args(['--unknown'])\n"
+        "def recipe():\n    pass\n"
     )
     assert main(["diagnose", "argp.py:recipe", "--steps", "2"]) == 2
     err = _error(capsys)
