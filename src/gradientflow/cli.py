@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from gradientflow import __version__
-from gradientflow.errors import GradientFlowError
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
 
 COMMANDS = ("diagnose", "show", "report", "trial", "preflight", "lab")
 EPILOG = """examples:
@@ -51,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except GradientFlowError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # output piped into `head` and closed early
@@ -63,6 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradientflow: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """gradientflow's own warnings as one line (``gradientflow: warning: ...``), without the
+    source line Python prints; other warnings as Python prints them."""
+    if issubclass(category, GradientFlowWarning):
+        from gradientflow._format import printable
+
+        one_line = "; ".join(x.strip() for x in str(message).splitlines() if x.strip())
+        print(f"gradientflow: warning: {printable(one_line)}", file=file or sys.stderr)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 
 def _fail(message: str) -> int:

@@ -203,7 +203,10 @@ class _Loader:
     def damage(self, exc: Damage, index: RunIndex, rows: int) -> None:
         """A malformed file: raise, or (``damaged="skip"``) count it as lost."""
         if self.damaged == "error":
-            hint = "; Trace.load(DIR, damaged='skip') loads the rest"
+            hint = (
+                "; Trace.load(DIR, damaged='skip') loads the rest (from the command line: "
+                "show/report --skip-damaged)"
+            )
             raise GradientFlowError(f"Trace.load: {exc.what}{hint}") from exc
         lose(exc.what, index, rows)
 

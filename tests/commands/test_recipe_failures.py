@@ -244,3 +244,27 @@ def test_out_never_replaces_a_report_or_diagnosis_already_there(
         assert main(["diagnose", f"{recipes}:recipe", "--steps", "2", "--out", str(out)]) == 2
         assert f"already holds a {name}" in _error(capsys)
         assert (out / name).read_text() == "mine" and not (out / "meta.json").exists()
+
+
+def test_show_and_report_skip_a_damaged_chunk_when_asked(
+    recipes: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated chunk is refused with a hint a command-line user can follow
+    (--skip-damaged), which then reads the other chunks and reports the lost one."""
+    out = tmp_path / "run"
+    # 8 batches cycled for 120 steps: 3 chunks of 50 records
+    assert main(["diagnose", f"{recipes}:recipe", "--steps", "120", "--out", str(out)]) in (0, 1)
+    capsys.readouterr()
+    chunk = sorted((out / "chunks").iterdir())[1]
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    assert main(["show", str(out)]) == 2
+    assert "show/report --skip-damaged" in _error(capsys)
+    assert main(["show", str(out), "--skip-damaged", "--json"]) in (0, 1)
+    captured = capsys.readouterr()
+    assert "gradientflow: warning: Trace.load:" in captured.err
+    assert "50 records lost" in captured.err
+    assert "load_run(" not in captured.err  # one line, not Python's source line
+    doc = json.loads(captured.out)
+    assert doc["meta"]["source"].endswith("recipes.py:recipe")
+    assert main(["report", str(out), "--skip-damaged", "-o", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").is_file()

@@ -77,3 +77,13 @@ def plots_note() -> None:
 
     if not _mpl.available():
         print(f"gradientflow: note: the report has no plots: {_mpl.NO_MATPLOTLIB}", file=sys.stderr)
+
+
+def add_skip_damaged(p: argparse.ArgumentParser) -> None:
+    """``--skip-damaged``: load what is readable of a run with malformed chunks."""
+    p.add_argument(
+        "--skip-damaged",
+        action="store_true",
+        help="read the rest of a run whose saved chunks are damaged (each lost one is reported) "
+        "instead of refusing it",
+    )

@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gradientflow.commands._common import add_skip_damaged
+
 EPILOG = """examples:
   gradientflow report runs/demo                    # writes runs/demo/report.html
   gradientflow report runs/demo -o out.html --title "my run"
@@ -35,6 +37,7 @@ def register(subparsers: Any) -> None:
         help="HTML file to write (default DIR/report.html)",
     )
     parser.add_argument("--title", default=None, help="title at the top of the report")
+    add_skip_damaged(parser)
     parser.add_argument(
         "--tensorboard",
         metavar="TBDIR",
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from gradientflow.report.tensorboard import write_tensorboard
     from gradientflow.trace import Trace
 
-    trace = Trace.load(args.dir)
+    trace = Trace.load(args.dir, damaged="skip" if args.skip_damaged else "error")
     out = Path(args.out) if args.out else Path(args.dir) / "report.html"
     writable_folder(out.parent, f"-o {out}" if args.out else f"report {out}")
     if args.tensorboard:

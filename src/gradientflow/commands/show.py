@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gradientflow.commands._common import add_skip_damaged
 from gradientflow.commands.diagnose import add_output_options, emit
 from gradientflow.errors import GradientFlowError
 from gradientflow.jsonsafe import from_json_float
@@ -33,6 +34,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("dir", metavar="DIR", help="folder of a saved run (holds meta.json)")
     add_output_options(p)
+    add_skip_damaged(p)
     p.set_defaults(func=run)
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise GradientFlowError(f"show: no such folder: {folder}")
-    trace = Trace.load(folder)
+    trace = Trace.load(folder, damaged="skip" if args.skip_damaged else "error")
     diagnosis = diagnose(trace)
     saved = _saved_meta(folder)
     diagnosis.meta.update(saved)
