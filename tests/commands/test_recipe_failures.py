@@ -268,3 +268,17 @@ def test_show_and_report_skip_a_damaged_chunk_when_asked(
     assert doc["meta"]["source"].endswith("recipes.py:recipe")
     assert main(["report", str(out), "--skip-damaged", "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").is_file()
+
+
+def test_lab_refuses_bad_arguments_before_making_its_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra, message in (
+        (["nosuch"], "nosuch"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+    ):
+        out = tmp_path / "lab"
+        assert main(["lab", "--quick", *extra, "--out", str(out)]) == 2, extra
+        assert message in _error(capsys), extra
+        assert not out.exists(), extra

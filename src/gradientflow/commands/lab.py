@@ -43,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from gradientflow.commands._common import writable_folder
     from gradientflow.lab import experiments
     from gradientflow.lab.reporting import summary_table
-    from gradientflow.lab.runner import run_lab
+    from gradientflow.lab.runner import check_lab_arguments, run_lab
 
     if args.list:
         for name in experiments.names():
             print(f"{name:18s} {experiments.describe(name)}")
         return 0
+    check_lab_arguments(args.names or None, args.jobs, args.seeds)  # before making --out
     writable_folder(Path(args.out), f"--out {args.out}")
     results = run_lab(
         args.names or None,

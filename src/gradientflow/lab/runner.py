@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,19 @@ def run_one(name: str, quick: bool, out_dir: str | None, seed: int = 0) -> dict[
     return result.to_dict()
 
 
+def check_lab_arguments(names: Sequence[str] | None, jobs: int, seeds: int) -> list[str]:
+    """The experiments to run (all when ``names`` is empty), after checking the names,
+    ``jobs`` and ``seeds``: each problem a GradientFlowError, before any work or folder."""
+    chosen = list(names) if names else experiments.names()
+    for name in chosen:
+        experiments.load(name)  # unknown name -> GradientFlowError
+    if jobs < 1:
+        raise GradientFlowError(f"lab: --jobs must be >= 1, got {jobs}")
+    if seeds < 1:
+        raise GradientFlowError(f"lab: --seeds must be >= 1, got {seeds}")
+    return chosen
+
+
 def run_lab(
     names: list[str] | None = None,
     *,
@@ -68,13 +82,7 @@ def run_lab(
     Writes ``results.json``, ``summary.md`` and ``report.html`` (with figures) to ``out_dir``
     unless it is None. Results come back in registry order, seeds in order within each.
     """
-    chosen = list(names) if names else experiments.names()
-    for name in chosen:
-        experiments.load(name)  # unknown name -> GradientFlowError before any work starts
-    if jobs < 1:
-        raise GradientFlowError(f"lab: --jobs must be >= 1, got {jobs}")
-    if seeds < 1:
-        raise GradientFlowError(f"lab: --seeds must be >= 1, got {seeds}")
+    chosen = check_lab_arguments(names, jobs, seeds)
     tasks = [(name, seed) for name in chosen for seed in range(seeds)]
     out = str(Path(out_dir)) if out_dir is not None else None
     if out is not None:
