@@ -259,13 +259,7 @@ class TraceWriter:
 
     def write_extra(self, name: str, arr: Any) -> None:
         """Write (or replace) the extra array ``name``; any string is a valid name."""
-        if not isinstance(name, str):
-            raise GradientFlowError(f"Trace extra name must be a string, got {name!r:.40}")
-        a = np.asarray(arr)
-        if a.dtype.hasobject or a.dtype.kind not in EXTRA_KINDS:
-            raise GradientFlowError(
-                f"Trace extra {name!r} must hold numbers or strings, not {a.dtype}"
-            )
+        a = _checked_extra(name, arr)
         self._ensure_lock()
         folder = ensure_dir(self.path / "extras")
         file = self._extras.get(name)
@@ -282,6 +276,16 @@ class TraceWriter:
         data = manifest_bytes(self._chunks, self._extras)
         atomic_write(self.path / "manifest.json", lambda fh: fh.write(data))
         self._manifest = data
+
+
+def _checked_extra(name: Any, arr: Any) -> np.ndarray:
+    """The extra as an array a loader reads back: a string name, numbers or strings."""
+    if not isinstance(name, str):
+        raise GradientFlowError(f"Trace extra name must be a string, got {name!r:.40}")
+    a = np.asarray(arr)
+    if a.dtype.hasobject or a.dtype.kind not in EXTRA_KINDS:
+        raise GradientFlowError(f"Trace extra {name!r} must hold numbers or strings, not {a.dtype}")
+    return a
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -322,12 +326,19 @@ def _checked_chunk(
 
 
 def save_trace(trace: Trace, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write ``trace`` as a run dir in ``path`` (see :meth:`Trace.save`)."""
+    """Write ``trace`` as a run dir in ``path`` (see :meth:`Trace.save`). Everything the
+    writer would refuse is checked first, so a trace that cannot be saved leaves the folder
+    as it was (with ``overwrite=True``: the old run kept, not half replaced)."""
+    chunk: dict[str, Any] = {"steps": trace.steps}
+    chunk.update({f"m.{k}": v for k, v in trace.metrics.items()})
+    chunk.update({f"s.{k}": v for k, v in trace.scalars.items()})
+    meta_bytes(trace.layers, trace.meta)
+    if trace.n_records:
+        _checked_chunk(chunk, len(trace.layers), None)
+    for name, arr in trace.extras.items():
+        _checked_extra(name, arr)
     with TraceWriter(path, mode="overwrite" if overwrite else "new") as writer:
         writer.write_meta(trace.layers, trace.meta)
-        chunk: dict[str, Any] = {"steps": trace.steps}
-        chunk.update({f"m.{k}": v for k, v in trace.metrics.items()})
-        chunk.update({f"s.{k}": v for k, v in trace.scalars.items()})
         if trace.n_records:
             writer.append(chunk)
         for name, arr in trace.extras.items():

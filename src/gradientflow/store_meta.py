@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradientflow.errors import GradientFlowError
 from gradientflow.jsonsafe import json_safe
 from gradientflow.schema import LAYER_METRICS, STEP_SCALARS, LayerInfo
 from gradientflow.store_fs import Damage, open_regular, shown
@@ -193,16 +194,36 @@ def _dumps(doc: Mapping[str, Any]) -> bytes:
 
 
 def meta_bytes(layers: Sequence[LayerInfo], meta: Mapping[str, Any]) -> bytes:
-    """meta.json's content (metadata made JSON-safe: non-finite floats as strings)."""
-    doc = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "layers": [json_safe(dataclasses.asdict(x)) for x in layers],
-        "metrics": LAYER_METRICS,
-        "scalars": STEP_SCALARS,
-        "meta": json_safe(dict(meta)),
-    }
-    return _dumps(doc)
+    """meta.json's content (metadata made JSON-safe: non-finite floats as strings), checked
+    to read back: what a loader would refuse (a layer's field of the wrong type, metadata
+    that is no JSON, such as a dict holding itself) is refused here, before anything is
+    written.
+
+    >>> meta_bytes([LayerInfo("fc", kind=None)], {})  # type: ignore[arg-type]
+    Traceback (most recent call last):
+    ...
+    gradientflow.errors.GradientFlowError: the trace's meta.json would not load: meta.json: \
+layer 0: 'kind' must be str, got None
+    """
+    try:
+        doc = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "layers": [json_safe(dataclasses.asdict(x)) for x in layers],
+            "metrics": LAYER_METRICS,
+            "scalars": STEP_SCALARS,
+            "meta": json_safe(dict(meta)),
+        }
+        data = _dumps(doc)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise GradientFlowError(
+            f"the trace's metadata cannot be written as JSON: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        parse_meta(json.loads(data), "meta.json")
+    except Damage as exc:
+        raise GradientFlowError(f"the trace's meta.json would not load: {exc.what}") from None
+    return data
 
 
 def manifest_bytes(chunks: Sequence[ChunkEntry], extras: Mapping[str, str]) -> bytes:

@@ -314,3 +314,46 @@ def test_bad_writes_are_refused_before_anything_is_written(tmp_path: Path) -> No
         with pytest.raises(GradientFlowError, match="must hold numbers or strings"):
             w.write_extra("x", np.array(["a"], dtype=object))
     assert Trace.load(tmp_path / "run").n_records == 0
+
+
+def _refused_saves() -> list[tuple[str, Trace]]:
+    from gradientflow.schema import LayerInfo
+
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    return [
+        ("steps must increase", Trace.build(["fc1"], steps=[5, 1], grad_norm=[[1.0], [2.0]])),
+        (
+            "must hold numbers or strings",
+            Trace.build(
+                ["fc1"], steps=[0], grad_norm=[[1.0]], extras={"x": np.array([None], dtype=object)}
+            ),
+        ),
+        ("cannot be written as JSON", Trace.build(["fc1"], steps=[0], meta=circular)),
+        (
+            "'kind' must be str",
+            Trace.build([LayerInfo("fc1", kind=None)], steps=[0]),  # type: ignore[arg-type]
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_trace_that_cannot_be_saved_leaves_the_old_run_intact(tmp_path: Path, case: int) -> None:
+    """Everything the writer or a later load would refuse is checked before the old run's
+    files are removed: the run in the folder still loads, whole."""
+    message, bad = _refused_saves()[case]
+    good = Trace.build(
+        ["a", "b"], steps=[0, 1, 2], grad_norm=np.ones((3, 2)), extras={"keep": np.arange(3.0)}
+    )
+    good.save(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(GradientFlowError, match=message):
+        bad.save(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    back = Trace.load(tmp_path)
+    assert back.layer_names == ["a", "b"] and back.steps.tolist() == [0, 1, 2]
+    assert back.extras["keep"].tolist() == [0.0, 1.0, 2.0]
+    empty = tmp_path / "new"
+    with pytest.raises(GradientFlowError, match=message):
+        bad.save(empty)
+    assert not (empty / "meta.json").exists()
