@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
@@ -22,9 +23,41 @@ WARN_AT_STEPS = (10, 20)
 class RunDirectory:
     """Appends every chunk to ``log_dir`` (atomic writes; a killed run loads)."""
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "new") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: str = "new",
+        layers: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
         self.writer = TraceWriter(path, mode=mode)
         self.failed_extras: dict[str, str] = {}
+        if layers is not None:
+            try:
+                self._check_resumed(layers)
+            except BaseException:
+                self.writer.close()
+                raise
+
+    def _check_resumed(self, layers: Sequence[tuple[str, int]]) -> None:
+        """A resumed run must be of this model: the same layers (names and sizes, in any
+        order, since the order is fixed by the first forward pass); else two models' rows
+        would mix in one trace."""
+        old = self.writer.layers
+        if not old or self.writer.n_records == 0:
+            return
+        theirs = {x.name: x.n_params for x in old}
+        mine = dict(layers)
+        if theirs != mine:
+            differ = sorted(n for n in set(theirs) | set(mine) if theirs.get(n) != mine.get(n))
+            shown = ", ".join(
+                f"{n!r}: {theirs.get(n, 'absent')} there, {mine.get(n, 'absent')} here"
+                for n in differ[:3]
+            )
+            raise GradientFlowError(
+                f"watch(resume=True): {self.writer.path} holds a run of another model "
+                f"(parameters per layer differ: {shown}{', ...' if len(differ) > 3 else ''}); "
+                "resume with the same model, or pass overwrite=True or another log_dir"
+            )
 
     def on_flush(self, event: Flush) -> None:
         self.writer.write_meta(event.layers, event.meta)
@@ -103,10 +136,11 @@ def run_mode(overwrite: bool, resume: bool) -> str:
 
 
 def resume_step(listeners: list[tuple[Listener, tuple[int, ...]]]) -> int:
-    """The first step to record: after the last step of a resumed run directory, else 0."""
+    """The first step of this run: after the last step a resumed run directory trained,
+    else 0."""
     for listener, _ in listeners:
         if isinstance(listener, RunDirectory):
-            return listener.writer.next_step
+            return listener.writer.resume_step
     return 0
 
 
@@ -115,11 +149,13 @@ def listeners_for(
     tensorboard: str | os.PathLike[str] | None,
     warn: bool,
     mode: str = "new",
+    layers: Sequence[tuple[str, int]] | None = None,
 ) -> list[tuple[Listener, tuple[int, ...]]]:
-    """The listeners ``watch()``'s options ask for, each with the steps it wants a flush at."""
+    """The listeners ``watch()``'s options ask for, each with the steps it wants a flush at
+    (``layers``: the model's (name, parameter count) pairs, which a resumed run must match)."""
     out: list[tuple[Listener, tuple[int, ...]]] = []
     if log_dir is not None:
-        out.append((RunDirectory(log_dir, mode), ()))
+        out.append((RunDirectory(log_dir, mode, layers), ()))
     if tensorboard is not None:
         out.append((TensorBoardStream(tensorboard), ()))
     if warn:

@@ -37,6 +37,7 @@ from gradientflow.loggers import loggers_for
 from gradientflow.options import Options, Settings, check_arguments
 from gradientflow.probes import Watched, builtin_probes, declare, recurrent_probes
 from gradientflow.probes.attention import attention_probes
+from gradientflow.probes.layers import build_layers
 from gradientflow.recorder import Recorder, loss_value, run_meta
 from gradientflow.schedule import Schedule
 from gradientflow.stepping import read_after_closure, unwrap_optimizer, wrap_scaler
@@ -70,7 +71,9 @@ class Monitor:
             declare(probe)  # the Trace knows every column a probe fills
         self.recorder = Recorder(self.watched, self.probes, self._meta, lambda: self.diagnose())
         log_dir, tensorboard, warn = outputs_here(o.log_dir, o.tensorboard, o.warn, o.ranks)
-        listeners = listeners_for(log_dir, tensorboard, warn, run_mode(o.overwrite, o.resume))
+        mode = run_mode(o.overwrite, o.resume)
+        sizes = _layer_sizes(self.watched) if mode == "resume" else None
+        listeners = listeners_for(log_dir, tensorboard, warn, mode, sizes)
         listeners += loggers_for(o.wandb, o.mlflow)
         for listener, flush_at in listeners:
             self.recorder.add_listener(listener, flush_at)
@@ -330,6 +333,16 @@ class Monitor:
         from gradientflow.report.html import write_html
 
         return write_html(self.trace, path, self.diagnose(), prescriptions, trial)
+
+
+def _layer_sizes(watched: Watched) -> list[tuple[str, int]] | None:
+    """(name, parameter count) of each layer the monitor will record, which a resumed run
+    must match; None where the sizes are not known yet (lazy modules before their first
+    forward pass)."""
+    try:
+        return [(x.name, x.info().n_params) for x in build_layers(watched.candidates, {}, None)]
+    except (ValueError, RuntimeError):  # an uninitialized (lazy) parameter has no size yet
+        return None
 
 
 def watch(

@@ -148,6 +148,7 @@ class TraceWriter:
         self._last_step: int | None = None
         self._next = 0
         self._manifest: bytes | None = None
+        self._meta: dict[str, Any] = {}
         if mode == "new" and run_exists(self.path):
             raise self._exists_error()
         self._lock = RunLock(self.path)
@@ -179,6 +180,7 @@ class TraceWriter:
     def _resume(self) -> None:
         data, index = read_run(self.path)
         self._layers = list(data.layers)
+        self._meta = dict(data.meta)
         self._chunks = list(index.chunks) + list(index.missing)
         self._chunks.sort(key=lambda c: c.index)
         self._extras = dict(index.extras)
@@ -197,6 +199,15 @@ class TraceWriter:
     def next_step(self) -> int:
         """The first step the next chunk may hold (0 for a new run)."""
         return 0 if self._last_step is None else self._last_step + 1
+
+    @property
+    def resume_step(self) -> int:
+        """The step a resumed run goes on from: after the last step it *trained*, which its
+        metadata keeps as ``steps_seen`` (the last recorded step may be older: after the
+        dense phase not every step is recorded); 0 for a new run."""
+        seen = self._meta.get("steps_seen")
+        trained = seen if isinstance(seen, int) and not isinstance(seen, bool) else 0
+        return max(self.next_step, trained)
 
     @property
     def layers(self) -> list[LayerInfo] | None:
