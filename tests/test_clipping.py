@@ -197,3 +197,38 @@ def test_manual_steps_read_preclip_too() -> None:
     assert_matches(trace.metrics["grad_norm"], ref.per_layer(trace.layer_names))
     post = np.sqrt(np.square(trace.metrics["grad_norm_postclip"]).sum(axis=1))
     np.testing.assert_allclose(post, 0.1, rtol=1e-4)
+
+
+def test_clipping_another_optimizers_parameters_is_not_the_watched_steps_reading() -> None:
+    """A GAN-like loop: the discriminator's gradients are clipped before its own step, the
+    generator's (watched) before theirs. The generator's recorded pre-clip norms are its own,
+    read at its own clip: the discriminator's clip used to take the reading (NaN for the
+    generator's layers then, the previous iteration's clipped values later)."""
+    torch.manual_seed(0)
+    gen, disc = nn.Linear(4, 4), nn.Linear(4, 1)
+    both = nn.ModuleDict({"gen": gen, "disc": disc})
+    opt_g = torch.optim.SGD(gen.parameters(), lr=0.1)
+    opt_d = torch.optim.SGD(disc.parameters(), lr=0.1)
+    refs = []
+    with gradientflow.watch(both, opt_g, schedule=Schedule.everything()) as mon:
+        for _ in range(4):
+            x = torch.randn(16, 4)
+            opt_d.zero_grad()
+            disc(gen(x).detach()).pow(2).mean().backward()
+            nn.utils.clip_grad_norm_(disc.parameters(), 0.01)
+            opt_d.step()
+            opt_g.zero_grad()
+            (-disc(gen(x)).pow(2).mean()).backward()
+            refs.append(
+                float(
+                    torch.linalg.vector_norm(
+                        torch.cat([p.grad.flatten() for p in gen.parameters()])
+                    )
+                )
+            )
+            nn.utils.clip_grad_norm_(gen.parameters(), 0.01)
+            opt_g.step()
+    layers = mon.trace.layer_names
+    got = mon.trace.metrics["grad_norm"][:, layers.index("gen")]
+    assert got == pytest.approx(refs, rel=1e-6)
+    assert (mon.trace.metrics["grad_norm_postclip"][:, layers.index("gen")] <= 0.01 + 1e-7).all()

@@ -29,9 +29,31 @@ import torch
 from gradientflow.clipping import ClipReader
 from gradientflow.probes.base import Probe
 from gradientflow.probes.gradients import grad_norms
-from gradientflow.probes.layers import Watched
+from gradientflow.probes.layers import Watched, optimizer_param_ids
 
 __all__ = ["ClipProbe"]
+
+
+def _stepped_ids(watched: Watched | None) -> set[int]:
+    """The parameters whose clipping belongs to the watched step: the model's that the
+    watched optimizer updates (all the model's without an optimizer). A clip of other
+    parameters (a GAN's discriminator, clipped before its own optimizer's step while the
+    generator's is watched) is not this step's pre-clip reading.
+
+    >>> import torch
+    >>> from gradientflow.probes.layers import Watched, candidate_modules
+    >>> g, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    >>> both = torch.nn.ModuleDict({"g": g, "d": d})
+    >>> opt = torch.optim.SGD(g.parameters(), lr=0.1)
+    >>> ids = _stepped_ids(Watched(both, opt, candidate_modules(both)))
+    >>> id(g.weight) in ids, id(d.weight) in ids
+    (True, False)
+    """
+    if watched is None:
+        return set()
+    model = {id(p) for p in watched.model.parameters()}
+    stepped = optimizer_param_ids(watched.optimizer)
+    return model if stepped is None else model & stepped
 
 
 class ClipProbe(Probe):
@@ -53,7 +75,7 @@ class ClipProbe(Probe):
 
     def attach(self, watched: Watched | None = None) -> None:
         super().attach(watched)
-        ids = {id(p) for p in watched.model.parameters()} if watched is not None else set()
+        ids = _stepped_ids(watched)
         self._reader = ClipReader(ids, self._read, self._failed).attach()
 
     def prepare(self, step: int, full: bool) -> None:
