@@ -111,3 +111,31 @@ def test_lightning_logs_saves_and_reports(tmp_path: Path) -> None:
     assert [int(r["step"]) for r in logged] == list(range(STEPS))
     values = [float(r["gradientflow/grad_norm/net.0"]) for r in logged]
     np.testing.assert_allclose(values, expected[:, 0], rtol=1e-6)
+
+
+def test_lightning_fp16_gradscaler_skips_are_recorded_and_leave_no_stale_reading(
+    tmp_path: Path,
+) -> None:
+    """16-mixed with a GradScaler and clipping: the trainer's scaler is given to the monitor,
+    so the steps it skips (inf gradients while the scale comes down) are recorded as skipped,
+    and their inf/NaN pre-clip reading does not stand in for the next real step's (it did:
+    the first real steps read NaN, and the diagnosis a non-finite gradient)."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**15)
+    module, callback = _fit(
+        tmp_path, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], gradient_clip_val=1.0
+    )
+    assert callback.monitor is not None
+    trace = callback.monitor.trace
+    skipped = trace.scalars["skipped"] == 1.0
+    assert skipped.any() and (~skipped).sum() >= 2
+    ref = module.ref.per_layer(trace.layer_names)
+    assert_matches(trace.metrics["grad_norm"][~skipped], ref[~skipped])
+
+
+def test_a_metric_name_the_trace_lacks_is_refused_at_construction() -> None:
+    from gradientflow import GradientFlowError
+
+    with pytest.raises(GradientFlowError, match="unknown per-layer column 'grad_nrom'"):
+        GradientFlow(metrics=("grad_nrom",))

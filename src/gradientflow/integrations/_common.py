@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from gradientflow.errors import GradientFlowWarning
+from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.jsonsafe import json_safe
 from gradientflow.loggers._common import scalar_rows as rows_of
+from gradientflow.schema import LAYER_METRICS
 from gradientflow.trace import LayerInfo, Trace
 
 #: Per-layer columns sent to the framework's logger by default (a few, not 200 curves).
@@ -40,6 +41,25 @@ DEFAULT_METRICS = ("grad_norm", "rel_update")
 STEP_METRICS = ("global_grad_norm",)
 
 LogFn = Callable[[dict[str, float], int], None]
+
+
+def checked_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """The per-layer columns to send to the loggers, each one the trace has.
+
+    >>> checked_metrics(["grad_nrom"])
+    Traceback (most recent call last):
+    ...
+    gradientflow.errors.GradientFlowError: metrics: unknown per-layer column 'grad_nrom'; \
+known: ...
+    """
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    unknown = [m for m in metrics if m not in LAYER_METRICS]
+    if unknown:
+        raise GradientFlowError(
+            f"metrics: unknown per-layer column {unknown[0]!r}; known: {', '.join(LAYER_METRICS)}"
+        )
+    return tuple(metrics)
 
 
 def scalar_rows(
@@ -74,7 +94,7 @@ class LoggerStream:
         self, log: LogFn, metrics: Sequence[str] = DEFAULT_METRICS, step_offset: int = 0
     ) -> None:
         self.log = log
-        self.metrics = tuple(metrics)
+        self.metrics = checked_metrics(metrics)
         self.step_offset = step_offset
         self.failed: str | None = None
 

@@ -34,7 +34,13 @@ import lightning.pytorch as pl
 import torch
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
-from gradientflow.integrations._common import DEFAULT_METRICS, LoggerStream, finish, run_dir_for
+from gradientflow.integrations._common import (
+    DEFAULT_METRICS,
+    LoggerStream,
+    checked_metrics,
+    finish,
+    run_dir_for,
+)
 from gradientflow.monitor import Monitor, watch
 
 __all__ = ["GradientFlow"]
@@ -65,7 +71,7 @@ class GradientFlow(pl.Callback):
         if "log_dir" in watch_options:
             raise GradientFlowError("GradientFlow(): pass log_dir once")
         self.log_dir = log_dir
-        self.metrics = tuple(metrics)
+        self.metrics = checked_metrics(metrics)
         self.show = show
         self.report = report
         self.watch_options = watch_options
@@ -97,9 +103,11 @@ class GradientFlow(pl.Callback):
             )
         self.run_dir = run_dir_for(self.log_dir, trainer.log_dir or trainer.default_root_dir)
         self._finished = False
-        self.monitor = watch(
-            pl_module, optimizers[0], log_dir=self.run_dir, **self.watch_options
-        ).attach()
+        options = dict(self.watch_options)
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        if scaler is not None and options.get("scaler") is None:
+            options["scaler"] = scaler  # the steps its inf/NaN check skips are recorded too
+        self.monitor = watch(pl_module, optimizers[0], log_dir=self.run_dir, **options).attach()
         stream = LoggerStream(self._log, self.metrics, step_offset=trainer.global_step)
         self.monitor.recorder.add_listener(stream)
         self._trainer = trainer
