@@ -68,6 +68,8 @@ def _train(
             return loss
 
     accumulate = settings.pop("gradient_accumulation_steps", 1)
+    logging_steps = settings.pop("logging_steps", 1000)
+    n_examples = settings.pop("n_examples", 4 * accumulate * STEPS)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=STEPS,
@@ -77,7 +79,7 @@ def _train(
         report_to=[],
         use_cpu=True,
         save_strategy="no",
-        logging_steps=1000,
+        logging_steps=logging_steps,
         disable_tqdm=True,
         **settings,
     )
@@ -85,10 +87,11 @@ def _train(
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_data(4 * accumulate * STEPS, lm),
+        train_dataset=_data(n_examples, lm),
         callbacks=[callback, _Reference(ref)],
     )
     trainer.train()
+    callback.log_history = trainer.state.log_history  # type: ignore[attr-defined]
     return callback, ref
 
 
@@ -118,3 +121,17 @@ def test_trainer_records_each_steps_true_gradients(tmp_path: Path, name: str) ->
     assert (tmp_path / "gradientflow" / "report.html").is_file() == (name == "bert-clip-1")
     saved = json.loads((tmp_path / "gradientflow" / "diagnosis.json").read_text())
     assert saved["healthy"] == callback.diagnosis.healthy
+
+
+def test_the_step_loss_of_a_causal_lm_with_accumulation_is_the_trainers(tmp_path: Path) -> None:
+    """GPT-2 takes num_items_in_batch: each micro-batch's loss is its share of the window's
+    mean, so the step's loss is their sum (their mean read about a third of it, and jumped on
+    the epoch's short last window). The trace's loss is the one the Trainer logs, at every
+    step, the short windows included."""
+    torch.manual_seed(0)
+    settings = {"gradient_accumulation_steps": 3, "logging_steps": 1, "max_grad_norm": 0.0}
+    callback, _ = _train(tmp_path, "gpt2", _gpt2(), True, n_examples=4 * 3 * 2 + 4 * 2, **settings)
+    logged = [h["loss"] for h in callback.log_history if "loss" in h]
+    trace = callback.monitor.trace
+    assert len(logged) == trace.n_records >= 3
+    np.testing.assert_allclose(trace.scalars["loss"], logged, rtol=1e-3)

@@ -8,7 +8,9 @@ into ``<output_dir>/gradientflow`` (read it back with ``gradientflow show DIR``)
 The numbers are the true gradients of each optimizer step: after all
 ``gradient_accumulation_steps`` micro-batches, unscaled under fp16, and *before*
 ``max_grad_norm`` clips them (the clipped values are kept as ``grad_norm_postclip``). The loss
-of a step is the mean of the ``loss`` its micro-batches' forward passes returned.
+of a step is the mean of the ``loss`` its micro-batches' forward passes returned, or their sum
+where the Trainer gave the model ``num_items_in_batch`` (each micro-batch's loss is then its
+share of the whole accumulation window's mean, as in a causal language model).
 
 Example (needs ``pip install gradientflow[hf]``)::
 
@@ -68,6 +70,7 @@ class GradientFlowCallback(TrainerCallback):
         self._model: Any = None
         self._loss_hook: Any = None
         self._losses: list[torch.Tensor] = []
+        self._shares: list[bool] = []
 
     def on_train_begin(
         self,
@@ -88,20 +91,24 @@ class GradientFlowCallback(TrainerCallback):
         self.monitor = watch(model, optimizer, log_dir=self.run_dir, **self.watch_options)
         self.monitor.attach()
         self._model = model
-        self._loss_hook = model.register_forward_hook(self._note_loss)
+        self._loss_hook = model.register_forward_hook(self._note_loss, with_kwargs=True)
 
-    def _note_loss(self, module: Any, inputs: Any, output: Any) -> None:
-        """The ``loss`` of a training forward pass (a ModelOutput or dict), kept on device."""
+    def _note_loss(self, module: Any, inputs: Any, kwargs: dict[str, Any], output: Any) -> None:
+        """The ``loss`` of a training forward pass (a ModelOutput or dict), kept on device, and
+        whether it is a share of the window's loss (``num_items_in_batch`` given)."""
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
         if torch.is_grad_enabled() and isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach().float())
+            self._shares.append(kwargs.get("num_items_in_batch") is not None)
 
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         losses, self._losses = self._losses, []
+        shares, self._shares = self._shares, []
         if self.monitor is not None and losses:
-            self.monitor.log(loss=torch.stack(losses).mean())
+            stacked = torch.stack(losses)
+            self.monitor.log(loss=stacked.sum() if all(shares) else stacked.mean())
 
     def on_train_end(
         self,
