@@ -134,3 +134,24 @@ def test_exploding_through_time_at_ten_fold_growth() -> None:
     short = {**extras, "bptt/rnn/gain": grow[None, -8:]}  # 2.3x over 8 steps: healthy
     assert through_time.rule(Trace.build(["rnn", "head"], steps=[0], extras=short)) == []
     assert math.isclose(1.13**7, 2.35, rel_tol=0.01)
+
+
+def test_a_trace_without_any_gradient_norm_is_unknown_not_healthy() -> None:
+    """60 records whose grad_norm is NaN everywhere (nothing measured) or negative (no norm
+    is) cannot be judged: "unknown" with the reason, never "healthy". A run whose gradients
+    were counted non-finite from its first step stays unhealthy."""
+    from gradientflow import Trace
+
+    layers = ["a", "b", "c"]
+    nothing = Trace.build(layers, grad_norm=np.full((60, 3), np.nan), loss=np.full(60, np.nan))
+    d = diagnose(nothing)
+    assert d.verdict == "unknown" and not d.healthy and "no gradient norm" in (d.reason or "")
+    negative = Trace.build(layers, grad_norm=np.full((60, 3), -1.0), loss=np.linspace(3, 1, 60))
+    assert diagnose(negative).verdict == "unknown"
+    counted = Trace.build(
+        layers,
+        grad_norm=np.full((60, 3), np.nan),
+        nonfinite=np.full((60, 3), 5.0),
+        loss=np.full(60, np.nan),
+    )
+    assert diagnose(counted).verdict == "unhealthy"

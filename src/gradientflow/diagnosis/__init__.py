@@ -100,6 +100,8 @@ def unknown_reason(trace: Trace) -> str | None:
     'the trace is empty: no step was recorded'
     >>> unknown_reason(Trace.build(["fc"], steps=[0], meta={"recording_error": "complex"}))
     'the recording failed: complex'
+    >>> unknown_reason(Trace.build(["fc"], grad_norm=[[float("nan")], [float("nan")]]))
+    "no gradient norm was measured: every recorded step's grad_norm is NaN"
     """
     error = trace.meta.get("recording_error")
     if error:
@@ -108,4 +110,9 @@ def unknown_reason(trace: Trace) -> str | None:
         return "the trace is empty: no step was recorded"
     if trace.n_layers == 0:
         return "the trace has no layer: the model has no parameter that was watched"
+    grad = trace.metrics["grad_norm"]
+    if not np.isfinite(grad).any() and not np.isinf(grad).any():
+        return "no gradient norm was measured: every recorded step's grad_norm is NaN"
+    if (grad < 0).any():
+        return "grad_norm holds negative values, which no norm has: the trace is damaged"
     return None
