@@ -61,3 +61,27 @@ def test_checks_live_with_their_transforms() -> None:
     assert reasons["layerwise_pretrain"] == (
         "layer-wise pretraining needs at least 3 Linear layers and no Conv"
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["swap_activation:prelu", "add_batchnorm", "layerwise_pretrain", "add_residual"]
+)
+def test_transforms_keep_a_float64_model_in_float64(name: str) -> None:
+    """A module a transform adds (a BatchNorm, a PReLU, a pretraining decoder) takes the
+    model's dtype: the new float64 model runs forward and backward (it raised a dtype
+    mismatch), every parameter float64."""
+    import torch
+
+    from gradientflow.remedies.registry import get
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2)
+    ).double()
+    batches = [(torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 2, (16,)))] * 3
+    remedy = get(name)
+    new = remedy.apply(model, batches if remedy.needs_batches else None)
+    out = new(batches[0][0])
+    nn.functional.cross_entropy(out, batches[0][1]).backward()
+    assert out.dtype == torch.float64 and out.shape == (16, 2)
+    assert {p.dtype for p in new.parameters()} == {torch.float64}

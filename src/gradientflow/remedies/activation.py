@@ -145,7 +145,7 @@ def swap_activation(
     for i, (path, module) in enumerate(leaves):
         if activation_kind(module) is None:
             continue
-        set_submodule(new, path, _make(name))
+        set_submodule(new, path, modules.matching(_make(name), new))
         touched.update(_neighbours(leaves, i))
         swapped += 1
     if swapped == 0:

@@ -103,10 +103,11 @@ def add_batchnorm(model: nn.Module) -> nn.Module:
         parent_path, _, attr = path.rpartition(".")
         parent = new.get_submodule(parent_path) if parent_path else new
         layer = parent.get_submodule(attr)
+        norm = modules.matching(norm_for(layer), layer)
         if isinstance(parent, nn.Sequential) and attr.isdigit():
-            _insert_after(parent, int(attr), norm_for(layer))
+            _insert_after(parent, int(attr), norm)
         else:
-            set_submodule(new, path, nn.Sequential(layer, norm_for(layer)))
+            set_submodule(new, path, nn.Sequential(layer, norm))
     return new
 
 

@@ -62,6 +62,19 @@ def clone(model: nn.Module, fn: str) -> nn.Module:
     return copy.deepcopy(model)
 
 
+def matching(new: nn.Module, like: nn.Module) -> nn.Module:
+    """``new`` (a module a transform adds) on the device and in the floating dtype of
+    ``like``'s first floating parameter, so that a float64 or half-precision model keeps
+    one dtype (a new BatchNorm or PReLU is made in float32 on the CPU).
+
+    >>> m = matching(nn.BatchNorm1d(3), nn.Linear(2, 3).double())
+    >>> m.weight.dtype
+    torch.float64
+    """
+    ref = next((p for p in like.parameters() if p.is_floating_point()), None)
+    return new if ref is None else new.to(device=ref.device, dtype=ref.dtype)
+
+
 def leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(qualified name, module) of every submodule without children, in registration order."""
     return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]

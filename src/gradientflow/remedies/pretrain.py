@@ -87,7 +87,9 @@ def _pretrain_stage(
     """Train one stage as an autoencoder of its inputs; returns the last reconstruction MSE."""
     encoder = nn.Sequential(*stage)
     first: nn.Linear = stage[0]  # type: ignore[assignment]
-    decoder = nn.Linear(first.out_features, first.in_features).to(first.weight.device)
+    decoder = nn.Linear(first.out_features, first.in_features).to(
+        device=first.weight.device, dtype=first.weight.dtype
+    )
     params = list(encoder.parameters()) + list(decoder.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     encoder.train()
