@@ -151,5 +151,6 @@ def test_a_forgotten_monitor_is_flushed_at_interpreter_exit(tmp_path: Path) -> N
     trace = Trace.load(tmp_path / "run")  # the 5 pending records were written at exit
     assert trace.n_records == 5
     assert trace.loss[-1] == pytest.approx(float(out.stdout.strip()), rel=1e-6)
-    with gradientflow.watch(nn.Linear(2, 1), log_dir=tmp_path / "run", resume=True) as mon:
+    same = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))  # a resume needs it
+    with gradientflow.watch(same, log_dir=tmp_path / "run", resume=True) as mon:
         assert mon.step_count == 5  # the lock was given back
