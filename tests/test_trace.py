@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,3 +147,35 @@ def test_recording_a_long_run_stays_bounded(tmp_path: Path) -> None:
     assert t.n_records == expected
     size = sum(f.stat().st_size for f in (tmp_path / "log").rglob("*") if f.is_file())
     assert size < 50e6 * expected / 3700
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layers": ["a", "a"]}, "layer name 'a' is given twice"),
+        ({"steps": [0.5, 1.7], "grad_norm": [[1.0], [2.0]]}, "steps must be whole numbers"),
+        ({"steps": [[0, 1]], "grad_norm": [[1.0], [2.0]]}, "steps must be flat"),
+        ({"steps": ["x"], "grad_norm": [[1.0]]}, "steps must be whole numbers"),
+        ({"steps": [1e30], "grad_norm": [[1.0]]}, "beyond the 64-bit range"),
+        ({"grad_norm": [["a"]]}, "column 'grad_norm': holds <U1 values"),
+        ({"grad_norm": [[1j]]}, "column 'grad_norm': holds complex128 values"),
+        ({"grad_norm": [[1.0], [1.0, 2.0]]}, "column 'grad_norm'"),
+        ({"grad_norm": [[10**400]]}, "column 'grad_norm'"),
+        ({"kinds": ["Linear", "Linear"]}, "2 kinds for 1 layers"),
+        ({"meta": [1, 2]}, "meta must be a mapping, got list"),
+    ],
+)
+def test_build_refuses_what_it_would_change_or_cannot_hold(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    """Steps are never rounded (0.5 and 1.7 were stored as 0 and 1), layer names are unique,
+    and every bad value is a GradientFlowError naming the argument, never a bare ValueError."""
+    args = {"layers": ["a"], **kwargs}
+    with pytest.raises(GradientFlowError, match=re.escape(message)):
+        Trace.build(args.pop("layers"), **args)
+
+
+def test_build_keeps_whole_float_steps_and_numeric_columns() -> None:
+    t = Trace.build(["a"], steps=np.arange(3.0), grad_norm=np.ones((3, 1), dtype=np.int64))
+    assert t.steps.tolist() == [0, 1, 2] and t.steps.dtype == np.int64
+    assert t.metrics["grad_norm"].dtype == np.float64

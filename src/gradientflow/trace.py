@@ -46,6 +46,50 @@ from gradientflow.schema import (  # noqa: F401  (re-exported: the schema's old 
 )
 
 
+def _real_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array, or a GradientFlowError naming ``what`` (ragged, text,
+    complex or out of float64's range)."""
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"holds {arr.dtype} values, not real numbers")
+        return arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise GradientFlowError(f"{what}: {exc}") from None
+
+
+def _step_array(steps: Any) -> np.ndarray:
+    """The optimizer steps as int64: whole numbers in a flat sequence, never rounded."""
+    try:
+        arr = np.asarray(list(steps))
+    except TypeError:
+        raise GradientFlowError(
+            f"Trace.build: steps must be a sequence, got {steps!r:.60}"
+        ) from None
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1:
+        raise GradientFlowError(f"Trace.build: steps must be flat, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            raise GradientFlowError(
+                f"Trace.build: steps must be whole numbers, got {arr[:5].tolist()}"
+            )
+    elif arr.dtype.kind not in "iu":
+        raise GradientFlowError(f"Trace.build: steps must be whole numbers, got {arr.dtype}")
+    if np.abs(arr.astype(np.float64)).max() >= 2.0**63:
+        raise GradientFlowError("Trace.build: a step is beyond the 64-bit range")
+    return arr.astype(np.int64)
+
+
+def _meta_dict(meta: Any) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise GradientFlowError(f"Trace.build: meta must be a mapping, got {type(meta).__name__}")
+    return dict(meta)
+
+
 @dataclass
 class Trace:
     """Per-step, per-layer gradient-flow data. See the module docstring for the layout."""
@@ -105,34 +149,37 @@ class Trace:
         (3, 3)
         """
         infos = [x if isinstance(x, LayerInfo) else LayerInfo(name=str(x)) for x in layers]
+        names = [x.name for x in infos]
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise GradientFlowError(f"Trace.build: layer name {twice!r} is given twice")
         if kinds is not None:
+            if len(kinds) != len(infos):
+                raise GradientFlowError(f"Trace.build: {len(kinds)} kinds for {len(infos)} layers")
             for info, kind in zip(infos, kinds, strict=True):
                 info.kind = kind
         metrics: dict[str, np.ndarray] = {}
         scalars: dict[str, np.ndarray] = {}
         if loss is not None:
             columns["loss"] = loss
-        first = next(iter(columns.values()), None)
-        if steps is None:
-            n = 0 if first is None else len(first)
-            steps = range(n)
         for key, value in columns.items():
-            if key in LAYER_METRICS:
-                metrics[key] = np.asarray(value, dtype=np.float64)
-            elif key in STEP_SCALARS:
-                scalars[key] = np.asarray(value, dtype=np.float64)
-            else:
+            if key not in LAYER_METRICS and key not in STEP_SCALARS:
                 raise GradientFlowError(
                     f"Trace.build: unknown column {key!r}; known: "
                     f"{sorted(LAYER_METRICS) + sorted(STEP_SCALARS)}"
                 )
+            arr = _real_array(value, f"Trace.build: column {key!r}")
+            (metrics if key in LAYER_METRICS else scalars)[key] = arr
+        first = next(iter(metrics.values() or scalars.values()), None)
+        if steps is None:
+            steps = range(0 if first is None or first.ndim == 0 else len(first))
         return cls(
             layers=infos,
-            steps=np.asarray(list(steps), dtype=np.int64),
+            steps=_step_array(steps),
             metrics=metrics,
             scalars=scalars,
             extras=dict(extras or {}),
-            meta=dict(meta or {}),
+            meta=_meta_dict(meta),
         )
 
     @classmethod
