@@ -282,3 +282,18 @@ def test_lab_refuses_bad_arguments_before_making_its_folder(
         assert main(["lab", "--quick", *extra, "--out", str(out)]) == 2, extra
         assert message in _error(capsys), extra
         assert not out.exists(), extra
+
+
+def test_write_html_refuses_a_trial_that_is_no_table_and_draws_none_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradientflow import GradientFlowError, Trace
+    from gradientflow.report.html import write_html
+
+    trace = Trace.build(["a"], grad_norm=[[1.0], [0.5]])
+    with pytest.raises(GradientFlowError, match="`trial` must be a trial table"):
+        write_html(trace, tmp_path / "r.html", trial=5)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    rows = [{"name": "baseline", "final_loss": 1.0}, {"name": "lower_lr", "final_loss": 0.5}]
+    html = write_html(trace, tmp_path / "r.html", trial=rows).read_text()
+    assert "id='trial'" in html and "lower_lr" in html and "No plots" in html

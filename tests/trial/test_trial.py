@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -120,3 +121,39 @@ def test_without_remedies_it_prescribes_from_the_baseline_diagnosis() -> None:
     assert expected and sorted(r.name for r in table) == sorted(["baseline", *expected[:6]])
     with pytest.raises(GradientFlowError, match=r"`seeds` is empty"):
         trial(_build, data, nn.CrossEntropyLoss(), ["add_batchnorm"], seeds=(), progress=False)
+
+
+def _fails(message: str) -> None:
+    raise ZeroDivisionError(message)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 0}, "`steps` must be an integer >= 1 or None, got 0"),
+        ({"steps": 2.5}, "`steps` must be an integer >= 1 or None, got 2.5"),
+        ({"seeds": 5}, "`seeds` must be a list of integers, got 5"),
+        ({"seeds": [0.7]}, "`seeds` must be integers, got 0.7"),
+        ({"lr": float("nan")}, "`lr` must be a positive number, got nan"),
+        ({"lr": -1.0}, "`lr` must be a positive number"),
+        ({"remedies": 3}, "`remedies` must be a list of names, got 3"),
+        ({"batches": None}, "`batches` must be an iterable"),
+        ({"build": lambda: None}, "`build` must return an nn.Module, got NoneType"),
+        ({"build": lambda: _fails("in build")}, "`build` raised ZeroDivisionError: in build"),
+        ({"evaluate": lambda m: "good"}, "`evaluate` must return a number, got 'good'"),
+        ({"evaluate": lambda m: _fails("in eval")}, "`evaluate` raised ZeroDivisionError"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
+    """Each bad argument is a GradientFlowError naming it (they were bare TypeError and
+    ValueError from deep inside, and seeds=[0.7] silently ran seed 0, lr=nan a NaN row)."""
+    args: dict[str, object] = {
+        "build": _build,
+        "batches": _data(4),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "remedies": ["lower_lr"],
+        "progress": False,
+        **kwargs,
+    }
+    with pytest.raises(GradientFlowError, match=re.escape(message)):
+        trial(**args)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradientflow._format import sig3
+from gradientflow.errors import GradientFlowError
 from gradientflow.report import plots
 from gradientflow.report.html_findings import esc
 from gradientflow.report.plots import _mpl
@@ -89,9 +90,17 @@ def plots_section(trace: Trace) -> str:
 def trial_section(trial: Any) -> str:
     if trial is None:
         return ""
-    rows = plots.trial_rows(trial)
+    try:
+        rows = plots.trial_rows(trial)
+    except (TypeError, ValueError, AttributeError):
+        raise GradientFlowError(
+            f"write_html: `trial` must be a trial table (trial()'s result, or rows of name, "
+            f"final_loss, ...), got {type(trial).__name__}"
+        ) from None
     if not rows:
         return ""
+    if not _mpl.available():  # the table alone
+        return f"<h2 id='trial'>Trial</h2>{trial_table_html(rows)}"
     img = figure_to_img(plots.trial_chart(rows), "trial", "Trial: remedies side by side")
     return (
         f"<h2 id='trial'>Trial</h2><figure>{img}<figcaption>{escape(CAPTIONS['trial'])}"

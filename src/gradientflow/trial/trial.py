@@ -21,6 +21,7 @@ the diagnosis still finds after the remedy.
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -65,8 +66,64 @@ def _builder(build: Any) -> Callable[[], nn.Module]:
     return build
 
 
+def _checked_builder(make: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def checked() -> nn.Module:
+        try:
+            model = make()
+        except GradientFlowError:
+            raise
+        except Exception as exc:
+            raise GradientFlowError(f"trial(): `build` raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, nn.Module):
+            raise GradientFlowError(
+                f"trial(): `build` must return an nn.Module, got {type(model).__name__}"
+            )
+        return model
+
+    return checked
+
+
+def _seeds(seeds: Any) -> list[int]:
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Iterable):
+        raise GradientFlowError(f"trial(): `seeds` must be a list of integers, got {seeds!r:.40}")
+    out = list(seeds)
+    bad = [s for s in out if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+    if bad:
+        raise GradientFlowError(f"trial(): `seeds` must be integers, got {bad[0]!r:.40}")
+    if not out:
+        raise GradientFlowError("trial(): `seeds` is empty; give at least one, e.g. (0,)")
+    return [int(s) for s in out]
+
+
+def _checked_evaluate(
+    evaluate: Callable[[nn.Module], float] | None,
+) -> Callable[[nn.Module], float] | None:
+    if evaluate is None:
+        return None
+    if not callable(evaluate):
+        raise GradientFlowError(f"trial(): `evaluate` must be a function, got {evaluate!r:.40}")
+
+    def checked(model: nn.Module) -> float:
+        try:
+            value = evaluate(model)
+        except GradientFlowError:
+            raise
+        except Exception as exc:
+            raise GradientFlowError(
+                f"trial(): `evaluate` raised {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise GradientFlowError(
+                f"trial(): `evaluate` must return a number, got {value!r:.40}"
+            ) from None
+
+    return checked
+
+
 def _resolve(remedies: Sequence[str | Remedy]) -> list[Remedy]:
-    if isinstance(remedies, str):
+    if isinstance(remedies, str) or not isinstance(remedies, Iterable):
         raise GradientFlowError(f"trial(): `remedies` must be a list of names, got {remedies!r}")
     return [item if isinstance(item, Remedy) else get(str(item)) for item in remedies]
 
@@ -128,13 +185,22 @@ def trial(
       baseline's learning rate (default: the instance's, else 0.01); remedies may change it.
     * ``seeds``: every candidate is run once per seed; the row holds the means.
     """
-    make = _builder(build)
+    make = _checked_builder(_builder(build))
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
+    ):
+        raise GradientFlowError(f"trial(): `steps` must be an integer >= 1 or None, got {steps!r}")
+    if batches is None:
+        raise GradientFlowError("trial(): `batches` must be an iterable of (inputs, targets)")
+    if lr is not None and (
+        isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf
+    ):
+        raise GradientFlowError(f"trial(): `lr` must be a positive number, got {lr!r}")
     get_batches = _batches(batches, steps)
     spec = OptimizerSpec.from_any(optimizer, lr)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise GradientFlowError("trial(): `seeds` is empty; give at least one, e.g. (0,)")
+    seeds = _seeds(seeds)
     given = None if remedies is None else _resolve(remedies)
+    evaluate = _checked_evaluate(evaluate)
     n_steps = sum(1 for _ in get_batches())
     args = (get_batches, loss_fn, spec)
     from tqdm.auto import tqdm
