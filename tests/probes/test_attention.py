@@ -81,13 +81,17 @@ def test_masked_logits_go_straight_to_the_masked_path(monkeypatch: pytest.Monkey
     assert float(mn.min()) == pytest.approx(0.0, abs=1e-9)  # query 0 sees one key only
 
 
-def test_probe_in_a_watched_training_loop_and_logits() -> None:
+def _encoder(blocks: int) -> tuple[nn.Module, torch.optim.Optimizer, AttentionProbe]:
+    """A small pre-LN encoder with an 11-way head, its optimizer and its attention probe."""
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
     model = nn.Sequential(
-        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Linear(16, 11)
+        nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False), nn.Linear(16, 11)
     )
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    probe = AttentionProbe(model)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01), AttentionProbe(model)
+
+
+def test_probe_in_a_watched_training_loop_and_logits() -> None:
+    model, opt, probe = _encoder(2)
     sched = gradientflow.Schedule.everything()
     with gradientflow.watch(model, opt, probes=[probe], schedule=sched) as mon:
         for _ in range(3):
@@ -161,12 +165,7 @@ def test_an_empty_batch_is_skipped_and_the_probe_keeps_measuring() -> None:
     row, raises nothing and does not stop the probe: the next steps are measured."""
     import warnings
 
-    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
-    model = nn.Sequential(
-        nn.TransformerEncoder(layer, 1, enable_nested_tensor=False), nn.Linear(16, 11)
-    )
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    probe = AttentionProbe(model)
+    model, opt, probe = _encoder(1)
     sched = gradientflow.Schedule.everything()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a stopped probe warns
