@@ -139,3 +139,41 @@ def test_a_metric_name_the_trace_lacks_is_refused_at_construction() -> None:
 
     with pytest.raises(GradientFlowError, match="unknown per-layer column 'grad_nrom'"):
         GradientFlow(metrics=("grad_nrom",))
+
+
+class _LossKeeper(Regressor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: list[float] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        self.losses.append(float(loss.detach()))
+        return loss
+
+
+def test_lightning_step_loss_is_the_mean_of_its_window_the_short_last_one_too(
+    tmp_path: Path,
+) -> None:
+    """accumulate_grad_batches=3 over 7 batches an epoch: windows of 3, 3 and 1. Lightning
+    divides every micro-batch's loss by 3, so the short window's sum read a third of its
+    loss; each recorded loss is its window's mean."""
+    torch.manual_seed(0)
+    module = _LossKeeper()
+    callback = GradientFlow(show=False, report=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        accumulate_grad_batches=3,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    trainer.fit(module, _loader(8 * 7))
+    assert callback.monitor is not None
+    windows = [module.losses[0:3], module.losses[3:6], module.losses[6:7]]
+    expected = [sum(w) / len(w) for w in windows]
+    np.testing.assert_allclose(callback.monitor.trace.scalars["loss"], expected, rtol=1e-5)

@@ -79,6 +79,7 @@ class GradientFlow(pl.Callback):
         self.run_dir: Path | None = None
         self.diagnosis: Any = None
         self._loss: torch.Tensor | None = None
+        self._micro = 0  # micro-batches (backward passes) since the last optimizer step
         self._trainer: pl.Trainer | None = None
         self._finished = False
 
@@ -131,16 +132,22 @@ class GradientFlow(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
         # Lightning divides each micro-batch's loss by accumulate_grad_batches: the sum over
-        # the micro-batches of a step is their mean
+        # the micro-batches of a full window is their mean
         value = loss.detach().float()
         self._loss = value if self._loss is None else self._loss + value
+        self._micro += 1
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
         loss, self._loss = self._loss, None
-        if self.monitor is not None and loss is not None:
-            self.monitor.log(loss=loss)
+        micro, self._micro = self._micro, 0
+        if self.monitor is None or loss is None:
+            return
+        window = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        if pl_module.automatic_optimization and 0 < micro < window:
+            loss = loss * (window / micro)  # an epoch's short last window: still their mean
+        self.monitor.log(loss=loss)
 
     # ------------------------------------------------------------------ the loggers
     def _log(self, values: dict[str, float], step: int) -> None:
