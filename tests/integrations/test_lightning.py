@@ -49,22 +49,26 @@ def _loader(n: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
 
 
+def _trainer(tmp_path: Path, callback: GradientFlow, **settings: Any) -> L.Trainer:
+    """A quiet CPU trainer with ``callback``; ``settings`` add to or replace its options."""
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "default_root_dir": tmp_path,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [callback],
+    }
+    return L.Trainer(**{**options, **settings})
+
+
 def _fit(tmp_path: Path, report: bool = False, **settings: Any) -> tuple[Regressor, GradientFlow]:
     torch.manual_seed(0)
     module = Regressor()
     callback = GradientFlow(show=False, report=report)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=STEPS,
-        default_root_dir=tmp_path,
-        logger=L.pytorch.loggers.CSVLogger(tmp_path),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-        **settings,
-    )
+    logger = L.pytorch.loggers.CSVLogger(tmp_path)
+    trainer = _trainer(tmp_path, callback, max_steps=STEPS, logger=logger, **settings)
     batches = STEPS * settings.get("accumulate_grad_batches", 1)
     trainer.fit(module, _loader(8 * batches))
     return module, callback
@@ -161,17 +165,7 @@ def test_lightning_step_loss_is_the_mean_of_its_window_the_short_last_one_too(
     torch.manual_seed(0)
     module = _LossKeeper()
     callback = GradientFlow(show=False, report=False)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        accumulate_grad_batches=3,
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
+    trainer = _trainer(tmp_path, callback, max_epochs=1, accumulate_grad_batches=3, logger=False)
     trainer.fit(module, _loader(8 * 7))
     assert callback.monitor is not None
     windows = [module.losses[0:3], module.losses[3:6], module.losses[6:7]]
