@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
 from gradientflow.recorder import Flush, Listener
 from gradientflow.store import TraceWriter
 from gradientflow.trace import Trace
+
+#: a model's (name, parameter count) per layer, given a layer order (None: not known yet)
+LayerSizes = Callable[[list[str]], list[tuple[str, int]] | None]
 
 #: ``warn=True`` looks at the run after these many steps, then at every flush.
 WARN_AT_STEPS = (10, 20)
@@ -27,7 +30,7 @@ class RunDirectory:
         self,
         path: str | os.PathLike[str],
         mode: str = "new",
-        layers: Sequence[tuple[str, int]] | None = None,
+        layers: LayerSizes | None = None,
     ) -> None:
         self.writer = TraceWriter(path, mode=mode)
         self.failed_extras: dict[str, str] = {}
@@ -38,15 +41,18 @@ class RunDirectory:
                 self.writer.close()
                 raise
 
-    def _check_resumed(self, layers: Sequence[tuple[str, int]]) -> None:
-        """A resumed run must be of this model: the same layers (names and sizes, in any
-        order, since the order is fixed by the first forward pass); else two models' rows
-        would mix in one trace."""
+    def _check_resumed(self, layers: LayerSizes) -> None:
+        """A resumed run must be of this model: the same layers (names and sizes, the model's
+        taken in the run's layer order, which decides who owns a tied parameter); else two
+        models' rows would mix in one trace."""
         old = self.writer.layers
         if not old or self.writer.n_records == 0:
             return
+        sizes = layers([x.name for x in old])
+        if sizes is None:
+            return
         theirs = {x.name: x.n_params for x in old}
-        mine = dict(layers)
+        mine = dict(sizes)
         if theirs != mine:
             differ = sorted(n for n in set(theirs) | set(mine) if theirs.get(n) != mine.get(n))
             shown = ", ".join(
@@ -149,10 +155,11 @@ def listeners_for(
     tensorboard: str | os.PathLike[str] | None,
     warn: bool,
     mode: str = "new",
-    layers: Sequence[tuple[str, int]] | None = None,
+    layers: LayerSizes | None = None,
 ) -> list[tuple[Listener, tuple[int, ...]]]:
     """The listeners ``watch()``'s options ask for, each with the steps it wants a flush at
-    (``layers``: the model's (name, parameter count) pairs, which a resumed run must match)."""
+    (``layers``: the model's (name, parameter count) per layer in a given order, which a
+    resumed run must match)."""
     out: list[tuple[Listener, tuple[int, ...]]] = []
     if log_dir is not None:
         out.append((RunDirectory(log_dir, mode, layers), ()))

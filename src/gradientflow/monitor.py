@@ -32,7 +32,7 @@ from torch import nn
 from gradientflow import lifetime
 from gradientflow.distributed import outputs_here
 from gradientflow.errors import GradientFlowError, GradientFlowWarning
-from gradientflow.listeners import listeners_for, resume_step, run_mode
+from gradientflow.listeners import LayerSizes, listeners_for, resume_step, run_mode
 from gradientflow.loggers import loggers_for
 from gradientflow.options import Options, Settings, check_arguments
 from gradientflow.probes import Watched, builtin_probes, declare, recurrent_probes
@@ -335,14 +335,22 @@ class Monitor:
         return write_html(self.trace, path, self.diagnose(), prescriptions, trial)
 
 
-def _layer_sizes(watched: Watched) -> list[tuple[str, int]] | None:
-    """(name, parameter count) of each layer the monitor will record, which a resumed run
-    must match; None where the sizes are not known yet (lazy modules before their first
+def _layer_sizes(watched: Watched) -> LayerSizes:
+    """For a resumed run: the (name, parameter count) of each layer the monitor will record,
+    given the run's layer order (which decides who owns a tied parameter: the first layer to
+    use it); None where the sizes are not known yet (lazy modules before their first
     forward pass)."""
-    try:
-        return [(x.name, x.info().n_params) for x in build_layers(watched.candidates, {}, None)]
-    except (ValueError, RuntimeError):  # an uninitialized (lazy) parameter has no size yet
-        return None
+
+    def sizes(order: list[str]) -> list[tuple[str, int]] | None:
+        position = {name: i for i, name in enumerate(order)}
+        first_use = {id(m): position[n] for n, m in watched.candidates if n in position}
+        try:
+            plan = build_layers(watched.candidates, first_use, None)
+            return [(x.name, x.info().n_params) for x in plan]
+        except (ValueError, RuntimeError):  # an uninitialized (lazy) parameter has no size yet
+            return None
+
+    return sizes
 
 
 def watch(

@@ -93,3 +93,37 @@ def test_the_lock_is_given_back_when_the_watch_ends(tmp_path: Path) -> None:
     mon = _train(tmp_path / "run", 2)
     _train(tmp_path / "run", 1, resume=True)  # the first monitor, still referenced, holds no lock
     assert mon.step_count == 2
+
+
+class _HeadFirst(nn.Module):
+    """A tied embedding and output head, the head registered first but used last: who owns
+    the tied weight follows the forward pass (the embedding), not the registration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(6, 10)
+        self.emb = nn.Embedding(10, 6)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids).mean(1))
+
+
+def test_resume_of_a_tied_model_is_accepted_whatever_its_registration_order(
+    tmp_path: Path,
+) -> None:
+    def run(steps: int, **options: bool) -> gradientflow.Monitor:
+        torch.manual_seed(0)
+        model = _HeadFirst()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with gradientflow.watch(model, opt, log_dir=tmp_path / "run", **options) as mon:
+            for _ in range(steps):
+                opt.zero_grad()
+                model(torch.randint(0, 10, (4, 3))).pow(2).mean().backward()
+                opt.step()
+        return mon
+
+    first = run(3)
+    assert [(x.name, x.n_params) for x in first.trace.layers] == [("emb", 60), ("head", 10)]
+    assert run(2, resume=True).step_count == 5
+    assert Trace.load(tmp_path / "run").steps.tolist() == [0, 1, 2, 3, 4]
