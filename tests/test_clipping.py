@@ -232,3 +232,26 @@ def test_clipping_another_optimizers_parameters_is_not_the_watched_steps_reading
     got = mon.trace.metrics["grad_norm"][:, layers.index("gen")]
     assert got == pytest.approx(refs, rel=1e-6)
     assert (mon.trace.metrics["grad_norm_postclip"][:, layers.index("gen")] <= 0.01 + 1e-7).all()
+
+
+def test_a_clip_after_every_micro_batch_reads_the_steps_whole_gradient() -> None:
+    """Accumulation over 3 micro-batches with a clip after each (accelerate's
+    clip_grad_norm_ called unguarded): the step's pre-clip norms are those at its last clip,
+    when the gradient is whole (the first clip's reading was a third of it); a second clip of
+    the same gradients (a value clip after the norm clip) keeps the reading before the first."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    at_last_clip = []
+    with gradientflow.watch(model, opt) as mon:
+        for _ in range(4):
+            opt.zero_grad()
+            for _ in range(3):
+                (model(torch.randn(8, 4)).pow(2).mean() * 10).backward()
+                grads = [p.grad.flatten() for p in model.parameters()]
+                before = float(torch.linalg.vector_norm(torch.cat(grads)))
+                nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            nn.utils.clip_grad_value_(model.parameters(), 0.01)  # same gradients again
+            at_last_clip.append(before)
+            opt.step()
+    assert mon.trace.scalars["global_grad_norm"] == pytest.approx(at_last_clip, rel=1e-6)

@@ -82,10 +82,17 @@ class ClipReader:
         self.thread = threading.get_ident()
         self._pending: Any = None
         self._seen = False
+        self._after: tuple[tuple[int, int], ...] | None = None  # the gradients after a clip
 
     def before_clip(self, params: list[Any]) -> None:
-        """A clipping call on ``params`` is about to change their gradients."""
-        if self._seen or threading.get_ident() != self.thread:
+        """A clipping call on ``params`` is about to change their gradients. The step's first
+        one is read; a later one only if a backward pass changed the gradients since the
+        last clip (a clip after every micro-batch of an accumulation: the step's gradient is
+        complete only at the last one), not a second clip of the same gradients (a value clip
+        after a norm clip: the first reading is the true gradient)."""
+        if threading.get_ident() != self.thread:
+            return
+        if self._seen and (self._after is None or _versions(params) == self._after):
             return
         ids = self._ids() if callable(self._ids) else self._ids
         if not any(id(p) in ids for p in params):
@@ -98,9 +105,14 @@ class ClipReader:
                 raise
             self._on_error(exc)
 
+    def after_clip(self, params: list[Any]) -> None:
+        """The clipping call has changed the gradients: note them as they are now."""
+        if self._seen and threading.get_ident() == self.thread:
+            self._after = _versions(params)
+
     def take(self) -> Any:
-        """What was read before this step's first clipping call (None if none); resets."""
-        out, self._pending, self._seen = self._pending, None, False
+        """What was read before this step's clipping (None if none); resets."""
+        out, self._pending, self._seen, self._after = self._pending, None, False, None
         return out
 
     def attach(self) -> ClipReader:
@@ -132,6 +144,15 @@ class ClipReader:
         self.remove()
 
 
+def _versions(params: list[Any]) -> tuple[tuple[int, int], ...] | None:
+    """Each gradient's identity and in-place version (an accumulating backward bumps it);
+    None where it cannot be read (no version counter)."""
+    try:
+        return tuple((id(p.grad), p.grad._version) for p in params if p.grad is not None)
+    except (AttributeError, RuntimeError):  # an inference tensor has no version counter
+        return None
+
+
 def _params(parameters: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(parameters, torch.Tensor):
         return [parameters]
@@ -141,11 +162,16 @@ def _params(parameters: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Ten
 def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def clipping(parameters: Any, *args: Any, **kwargs: Any) -> Any:
-        if _READERS:
-            parameters = _params(parameters)
-            for reader in list(_READERS):
-                reader.before_clip(parameters)
-        return original(parameters, *args, **kwargs)
+        if not _READERS:
+            return original(parameters, *args, **kwargs)
+        parameters = _params(parameters)
+        readers = list(_READERS)
+        for reader in readers:
+            reader.before_clip(parameters)
+        out = original(parameters, *args, **kwargs)
+        for reader in readers:
+            reader.after_clip(parameters)
+        return out
 
     setattr(clipping, _MARK, True)
     return clipping

@@ -46,8 +46,8 @@ MEASURING_POINT = (
     "gradients are read at the optimizer step (step pre-hook; with step(closure), right after "
     "the closure's first call): after gradient accumulation and, under torch.amp.GradScaler, "
     "after unscale_, so values are unscaled; when torch.nn.utils clipping runs on the watched "
-    "parameters, grad_norm and global_grad_norm are read just before the first clipping call "
-    "(pre-clip) and grad_norm_postclip at the step"
+    "parameters, grad_norm and global_grad_norm are read just before the step's first "
+    "clipping call after its last backward pass (pre-clip) and grad_norm_postclip at the step"
 )
 
 _INNER = ("optimizer", "_optimizer")  # accelerate's AcceleratedOptimizer, LightningOptimizer

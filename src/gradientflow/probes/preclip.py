@@ -3,7 +3,8 @@
 While the monitor is attached, :class:`~gradientflow.clipping.ClipReader` catches PyTorch's
 clipping functions (``clip_grad_norm_``, ``clip_grad_value_``, as Lightning, accelerate and
 the Hugging Face Trainer call them). At a step where one ran on the watched parameters, this
-probe puts the norms read just before the first clipping call in ``grad_norm`` and
+probe puts the norms read just before the step's clipping (its first clipping call after the
+last backward pass, see :class:`~gradientflow.clipping.ClipReader`) in ``grad_norm`` and
 ``global_grad_norm`` (the true gradient, which the diagnosis reads) and the norms at the
 optimizer step, after clipping, in ``grad_norm_postclip`` (NaN at steps without clipping).
 
