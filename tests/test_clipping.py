@@ -255,3 +255,26 @@ def test_a_clip_after_every_micro_batch_reads_the_steps_whole_gradient() -> None
             at_last_clip.append(before)
             opt.step()
     assert mon.trace.scalars["global_grad_norm"] == pytest.approx(at_last_clip, rel=1e-6)
+
+
+def test_a_clip_of_other_parameters_between_two_clips_keeps_the_first_reading() -> None:
+    """Norm clip of the watched gradients, a clip of another optimizer's parameters, then a
+    value clip of the same watched gradients: no backward came in between, so the reading
+    stays the one before the first clip (the other clip does not count as a change)."""
+    torch.manual_seed(0)
+    gen, disc = nn.Linear(4, 4), nn.Linear(4, 1)
+    both = nn.ModuleDict({"gen": gen, "disc": disc})
+    opt = torch.optim.SGD(gen.parameters(), lr=0.1)
+    before = []
+    with gradientflow.watch(both, opt) as mon:
+        for _ in range(3):
+            opt.zero_grad()
+            both.zero_grad()
+            disc(gen(torch.randn(8, 4))).pow(2).mean().mul(100).backward()
+            before.append(float(torch.cat([p.grad.flatten() for p in gen.parameters()]).norm()))
+            nn.utils.clip_grad_norm_(gen.parameters(), 0.5)
+            nn.utils.clip_grad_norm_(disc.parameters(), 0.01)
+            nn.utils.clip_grad_value_(gen.parameters(), 0.01)
+            opt.step()
+    layers = mon.trace.layer_names
+    assert mon.trace.metrics["grad_norm"][:, layers.index("gen")] == pytest.approx(before, rel=1e-6)

@@ -90,12 +90,9 @@ class ClipReader:
         last clip (a clip after every micro-batch of an accumulation: the step's gradient is
         complete only at the last one), not a second clip of the same gradients (a value clip
         after a norm clip: the first reading is the true gradient)."""
-        if threading.get_ident() != self.thread:
+        if threading.get_ident() != self.thread or not self._watched(params):
             return
         if self._seen and (self._after is None or _versions(params) == self._after):
-            return
-        ids = self._ids() if callable(self._ids) else self._ids
-        if not any(id(p) in ids for p in params):
             return
         self._seen = True
         try:
@@ -106,9 +103,14 @@ class ClipReader:
             self._on_error(exc)
 
     def after_clip(self, params: list[Any]) -> None:
-        """The clipping call has changed the gradients: note them as they are now."""
-        if self._seen and threading.get_ident() == self.thread:
+        """The clipping call has changed the gradients: note the watched ones as they are now
+        (a clip of other parameters in between changes nothing this reader compares)."""
+        if self._seen and threading.get_ident() == self.thread and self._watched(params):
             self._after = _versions(params)
+
+    def _watched(self, params: list[Any]) -> bool:
+        ids = self._ids() if callable(self._ids) else self._ids
+        return any(id(p) in ids for p in params)
 
     def take(self) -> Any:
         """What was read before this step's clipping (None if none); resets."""
