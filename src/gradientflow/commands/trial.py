@@ -185,8 +185,7 @@ def run_trial(
     from gradientflow.report.terminal import trial_text
     from gradientflow.trial import trial
 
-    check_trial_options(args)
-    if steps < 1:
+    if steps < 1:  # the flags were checked by the caller (check_trial_options)
         raise GradientFlowError(f"{_flag(args, 'steps')} must be >= 1, got {steps}")
     if fresh.loss_fn is None:
         raise GradientFlowError(

@@ -66,14 +66,20 @@ def _builder(build: Any) -> Callable[[], nn.Module]:
     return build
 
 
+def _user_call(what: str, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)``; an exception from the user's code becomes a GradientFlowError
+    naming ``what`` raised it (one of gradientflow's own passes through)."""
+    try:
+        return func(*args)
+    except GradientFlowError:
+        raise
+    except Exception as exc:
+        raise GradientFlowError(f"trial(): `{what}` raised {type(exc).__name__}: {exc}") from exc
+
+
 def _checked_builder(make: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     def checked() -> nn.Module:
-        try:
-            model = make()
-        except GradientFlowError:
-            raise
-        except Exception as exc:
-            raise GradientFlowError(f"trial(): `build` raised {type(exc).__name__}: {exc}") from exc
+        model = _user_call("build", make)
         if not isinstance(model, nn.Module):
             raise GradientFlowError(
                 f"trial(): `build` must return an nn.Module, got {type(model).__name__}"
@@ -104,14 +110,7 @@ def _checked_evaluate(
         raise GradientFlowError(f"trial(): `evaluate` must be a function, got {evaluate!r:.40}")
 
     def checked(model: nn.Module) -> float:
-        try:
-            value = evaluate(model)
-        except GradientFlowError:
-            raise
-        except Exception as exc:
-            raise GradientFlowError(
-                f"trial(): `evaluate` raised {type(exc).__name__}: {exc}"
-            ) from exc
+        value = _user_call("evaluate", evaluate, model)
         try:
             return float(value)
         except (TypeError, ValueError):
