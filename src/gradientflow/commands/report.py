@@ -47,6 +47,30 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+#: What a run folder holds beside its trace (``diagnose --out``, ``trial --out``): a report
+#: written over one of them would lose it, like one written over the trace's own files.
+BESIDE_THE_TRACE = ("diagnosis.json", "trial.json")
+
+
+def refuse_run_file(out: Path, what: str) -> None:
+    """Refuse ``out`` when it is one of the files of a saved run (its ``meta.json``,
+    ``manifest.json``, ``chunks/``, ``extras/``, lock or temporary files, as ``Trace.save``
+    counts them) or a file ``diagnose --out`` wrote beside it: the report would replace it."""
+    from gradientflow.errors import GradientFlowError
+    from gradientflow.store import run_exists
+    from gradientflow.store_fs import LOCK_NAME, is_tmp_name
+
+    own = ("meta.json", "manifest.json", "chunks", "extras", LOCK_NAME, *BESIDE_THE_TRACE)
+    target = out.absolute().parent.resolve() / out.name
+    for folder in target.parents:
+        first = target.relative_to(folder).parts[0]
+        if (first in own or is_tmp_name(first)) and run_exists(folder):
+            raise GradientFlowError(
+                f"{what}: {first} belongs to the run saved in {folder}, and the report would "
+                f"replace it; write the report elsewhere (the default is {folder / 'report.html'})"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the trace, diagnose it, write the report; print where it went."""
     from gradientflow.commands._common import plots_note, writable_folder
@@ -54,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from gradientflow.report.tensorboard import write_tensorboard
     from gradientflow.trace import Trace
 
-    trace = Trace.load(args.dir, damaged="skip" if args.skip_damaged else "error")
     out = Path(args.out) if args.out else Path(args.dir) / "report.html"
+    if args.out:
+        refuse_run_file(out, f"-o {out}")
+    trace = Trace.load(args.dir, damaged="skip" if args.skip_damaged else "error")
     writable_folder(out.parent, f"-o {out}" if args.out else f"report {out}")
     if args.tensorboard:
         writable_folder(Path(args.tensorboard), f"--tensorboard {args.tensorboard}")
