@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from gradientflow.demo import mlp
 from gradientflow.errors import GradientFlowError
 from gradientflow.remedies import swap_activation
+from gradientflow.remedies.activation import applies as _applies
 from tests.realtrain import SEEDS, perturbed
 from tests.remedies.helpers import same, snapshot, train_steps
 
@@ -63,6 +64,36 @@ def test_layers_not_next_to_an_activation_keep_their_values() -> None:
     assert not torch.equal(new[4].weight, model[4].weight)  # reads the activation
     same_init = swap_activation(model, "elu", init="none")
     assert torch.equal(same_init[1].weight, model[1].weight)
+
+
+def test_a_shared_activation_is_swapped_at_every_place_and_stays_shared() -> None:
+    act = nn.Sigmoid()  # one module used after every layer
+    layers = [nn.Linear(64, 64) for _ in range(3)] + [nn.Linear(64, 2)]
+    model = nn.Sequential(layers[0], act, layers[1], act, layers[2], act, layers[3])
+    new = swap_activation(model, "relu")
+    assert _kinds(new) == ["Linear", "ReLU"] * 3 + ["Linear"]
+    assert new[1] is new[3] is new[5]
+    for old, fresh in zip(model[::2], new[::2], strict=True):  # every neighbour re-initialised
+        assert not torch.equal(old.weight, fresh.weight)
+    x = torch.randn(5, 64)
+    with torch.no_grad():  # the same function as plain PyTorch's
+        h = x
+        for layer in new[:-1:2]:
+            h = torch.relu(layer(h))
+        assert torch.equal(new(x), new[6](h))
+    assert _applies("relu", model) is None and _applies("relu", new) is not None
+
+
+def test_new_modules_take_the_mode_of_the_module_they_replace() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 2)).eval()
+    new = swap_activation(model, "selu")
+    assert [m.training for m in new] == [False] * 4
+    x = torch.randn(4, 8)
+    assert torch.equal(new(x), new(x))  # AlphaDropout is off in eval mode
+    frozen = nn.Sequential(nn.Linear(4, 4), nn.PReLU(), nn.Linear(4, 2))
+    frozen[1].requires_grad_(False)
+    swapped = swap_activation(frozen, "prelu")
+    assert not swapped[1].weight.requires_grad and swapped[0].weight.requires_grad
 
 
 class _Functional(nn.Module):

@@ -50,6 +50,35 @@ def test_layers_already_normalised_or_not_feeding_an_activation_are_skipped() ->
     ]
 
 
+def test_a_shared_activation_gets_a_norm_before_each_of_its_places() -> None:
+    act = nn.Sigmoid()
+    model = nn.Sequential(
+        nn.Linear(8, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 2)
+    )
+    new = add_batchnorm(model)
+    assert [type(m).__name__ for m in new] == ["Linear", "FeatureBatchNorm", "Sigmoid"] * 3 + [
+        "Linear"
+    ]
+    assert len({id(m) for m in new if isinstance(m, FeatureBatchNorm)}) == 3
+    # a block used twice is one block: it gets one norm, not one per place
+    block = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    twice = add_batchnorm(nn.Sequential(block, block))
+    assert [type(m).__name__ for m in twice[0]] == ["Linear", "FeatureBatchNorm", "Tanh"]
+    assert twice[0] is twice[1]
+
+
+def test_a_norm_added_to_an_eval_model_is_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)).eval()
+    new = add_batchnorm(model)
+    assert not new[1].training
+    before = new[1].running_mean.clone()
+    x = torch.randn(4, 8) * 3 + 1
+    with torch.no_grad():  # eval BN: the identity with fresh running statistics
+        assert torch.allclose(new(x), new[3](torch.tanh(new[0](x) / (1 + 1e-5) ** 0.5)))
+    assert torch.equal(new[1].running_mean, before)
+
+
 def test_conv_gets_batchnorm2d_and_custom_modules_are_wrapped() -> None:
     conv = add_batchnorm(nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Flatten()))
     assert isinstance(conv[1], nn.BatchNorm2d) and conv[1].num_features == 6

@@ -70,6 +70,18 @@ def test_to_gru_keeps_the_interface() -> None:
     assert out.shape == (7, 2, 8) and h.shape == (2, 2, 4)
 
 
+@pytest.mark.parametrize("transform", [to_lstm, to_gru])
+def test_the_new_layer_takes_the_mode_and_frozen_flag_of_the_rnn(transform: object) -> None:
+    model = Unpacker().eval()  # an RNN with inter-layer dropout
+    new = transform(model)  # type: ignore[operator]
+    assert not new.rnn.training and new.rnn.weight_hh_l0.requires_grad
+    x = torch.randn(3, 5, 2)
+    assert torch.equal(new(x), new(x))  # no dropout in eval mode
+    rnn = nn.RNN(4, 8).eval().requires_grad_(False)
+    bare = transform(rnn)  # type: ignore[operator]
+    assert not bare.training and not any(p.requires_grad for p in bare.parameters())
+
+
 def test_errors() -> None:
     with pytest.raises(GradientFlowError, match=r"has no nn.RNN layer \(it has LSTM already\)"):
         to_lstm(nn.Sequential(nn.LSTM(2, 2)))

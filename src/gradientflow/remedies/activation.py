@@ -141,22 +141,27 @@ def swap_activation(
         )
     leaves = modules.leaves(new)
     touched: set[str] = set()
-    swapped = 0
+    made: dict[int, nn.Module] = {}  # one new module per old one: a shared one stays shared
     for i, (path, module) in enumerate(leaves):
         if activation_kind(module) is None:
             continue
-        set_submodule(new, path, modules.matching(_make(name), new))
+        if id(module) not in made:
+            made[id(module)] = modules.inherit(modules.matching(_make(name), new), module)
+        set_submodule(new, path, made[id(module)])
         touched.update(_neighbours(leaves, i))
-        swapped += 1
+    swapped = len(made)
     if swapped == 0:
         raise GradientFlowError(
             f"swap_activation(): {type(model).__name__} has no activation module to swap "
             f"(looked for {', '.join(cls.__name__ for cls in ACTIVATION_MODULES.values())})"
         )
     if name == "selu":
+        dropouts: dict[int, nn.Module] = {}
         for path, module in leaves:
             if type(module) is nn.Dropout:
-                set_submodule(new, path, nn.AlphaDropout(module.p))
+                if id(module) not in dropouts:
+                    dropouts[id(module)] = modules.inherit(nn.AlphaDropout(module.p), module)
+                set_submodule(new, path, dropouts[id(module)])
     if scheme is not None:
         for path in sorted(touched):
             init_weight_layer(new.get_submodule(path), scheme)

@@ -99,15 +99,19 @@ def add_batchnorm(model: nn.Module) -> nn.Module:
             "activation module without a norm in between"
         )
     # deepest paths first, so inserting into a Sequential does not shift the paths still to do
+    done: set[tuple[int, str]] = set()  # a container used at several places gets one norm
     for path in sorted(targets, key=_path_key, reverse=True):
         parent_path, _, attr = path.rpartition(".")
         parent = new.get_submodule(parent_path) if parent_path else new
+        if (id(parent), attr) in done:
+            continue
+        done.add((id(parent), attr))
         layer = parent.get_submodule(attr)
-        norm = modules.matching(norm_for(layer), layer)
+        norm = modules.matching(norm_for(layer), layer).train(parent.training)
         if isinstance(parent, nn.Sequential) and attr.isdigit():
             _insert_after(parent, int(attr), norm)
         else:
-            set_submodule(new, path, nn.Sequential(layer, norm))
+            set_submodule(new, path, nn.Sequential(layer, norm).train(parent.training))
     return new
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "clone",
     "functional_activations",
     "graph_activations",
+    "inherit",
     "leaves",
     "out_features",
     "set_submodule",
@@ -76,8 +77,45 @@ def matching(new: nn.Module, like: nn.Module) -> nn.Module:
 
 
 def leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(qualified name, module) of every submodule without children, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    """(qualified name, module) of every submodule without children, in registration order.
+
+    A module registered at several places (one ``nn.Sigmoid()`` used after every layer) is
+    listed at each of them, unlike ``named_modules()``, which gives only its first place.
+
+    >>> act = nn.Sigmoid()
+    >>> [name for name, _ in leaves(nn.Sequential(nn.Linear(2, 2), act, nn.Linear(2, 2), act))]
+    ['0', '1', '2', '3']
+    """
+    found: list[tuple[str, nn.Module]] = []
+
+    def walk(module: nn.Module, prefix: str, above: tuple[int, ...]) -> None:
+        for name, child in module._modules.items():
+            if child is None or id(child) in above:  # a module that contains itself
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            if any(c is not None for c in child._modules.values()):
+                walk(child, path, (*above, id(child)))
+            else:
+                found.append((path, child))
+
+    walk(model, "", (id(model),))
+    return found
+
+
+def inherit(new: nn.Module, old: nn.Module) -> nn.Module:
+    """``new`` (made by a transform to stand in for, or next to, ``old``) with ``old``'s
+    train/eval flag, and frozen when ``old`` has parameters and all of them are frozen.
+
+    >>> old = nn.Linear(2, 2).eval().requires_grad_(False)
+    >>> new = inherit(nn.Linear(2, 2), old)
+    >>> new.training, new.weight.requires_grad
+    (False, False)
+    """
+    new.train(old.training)
+    params = list(old.parameters())
+    if params and not any(p.requires_grad for p in params):
+        new.requires_grad_(False)
+    return new
 
 
 def weight_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

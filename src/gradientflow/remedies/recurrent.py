@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.modules import clone, set_submodule
+from gradientflow.remedies.modules import clone, inherit, leaves, set_submodule
 from gradientflow.remedies.remedy import Remedy
 
 
@@ -90,18 +90,27 @@ def _w(rnn: nn.RNN) -> torch.Tensor:
 
 def _replace(model: nn.Module, fn: str, make: Callable[..., nn.Module]) -> nn.Module:
     if isinstance(model, nn.RNN):  # the model is the RNN itself
-        weight = _w(model)
-        return make(**_rnn_kwargs(model)).to(device=weight.device, dtype=weight.dtype)
+        return _like(make, model)
     new = clone(model, fn)
-    targets = [(n, m) for n, m in new.named_modules() if isinstance(m, nn.RNN)]
+    targets = [(n, m) for n, m in leaves(new) if isinstance(m, nn.RNN)]
     if not targets:
         kinds = sorted({type(m).__name__ for m in new.modules() if isinstance(m, nn.RNNBase)})
         also = f" (it has {', '.join(kinds)} already)" if kinds else ""
         raise GradientFlowError(f"{fn}(): {type(model).__name__} has no nn.RNN layer{also}")
+    made: dict[int, nn.Module] = {}  # one new layer per old one: a shared one stays shared
     for name, rnn in targets:
-        layer = make(**_rnn_kwargs(rnn)).to(device=_w(rnn).device, dtype=_w(rnn).dtype)
-        set_submodule(new, name, layer)
+        if id(rnn) not in made:
+            made[id(rnn)] = _like(make, rnn)
+        set_submodule(new, name, made[id(rnn)])
     return new
+
+
+def _like(make: Callable[..., nn.Module], rnn: nn.RNN) -> nn.Module:
+    """The new layer for ``rnn``: its sizes, device, dtype, train/eval flag and, when all its
+    parameters are frozen, frozen too."""
+    weight = _w(rnn)
+    layer = make(**_rnn_kwargs(rnn)).to(device=weight.device, dtype=weight.dtype)
+    return inherit(layer, rnn)
 
 
 def _lstm(**kwargs: Any) -> nn.Module:
