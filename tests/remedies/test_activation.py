@@ -159,3 +159,27 @@ def test_the_autograd_graph_finds_activations_in_helper_functions() -> None:
         swap_activation(model, "relu", example_input=torch.randn(2, 4))
     text = str(err.value)
     assert "tanh at" in text and "in _helper" in text and "sigmoid" not in text.split("Found")[1]
+
+
+class _Keywords(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.norm = nn.BatchNorm1d(8)
+        self.act = nn.Sigmoid()
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return _helper(self.out(self.act(self.norm(self.fc(x))))) * scale
+
+
+def test_the_example_forward_leaves_the_model_as_it_was_and_takes_keywords() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(16, 8) * 5 + 3
+    model = _Keywords()
+    new = swap_activation(model, "relu", example_input=(x,), functional="keep")
+    assert isinstance(new.act, nn.ReLU) and new.training and new.norm.training
+    assert torch.equal(new.norm.running_mean, torch.zeros(8))  # the forward's stats are undone
+    assert int(new.norm.num_batches_tracked) == 0
+    with pytest.raises(GradientFlowError, match=r"tanh at .*in _helper"):  # a dict is keywords
+        swap_activation(model, "relu", example_input={"x": x, "scale": 2.0})

@@ -180,9 +180,13 @@ def graph_activations(model: nn.Module, example_input: Any) -> list[str]:
     """Activations in one forward's autograd graph that no activation *module* produced.
 
     Catches what reading ``forward`` source misses (helper functions, lambdas). The forward
-    runs once under anomaly mode, which records where each node was created; the random state
-    is restored afterwards.
+    runs once under anomaly mode, which records where each node was created; the buffers
+    (BatchNorm running statistics), train/eval flags and random state are restored afterwards.
+    ``example_input`` is passed as preflight passes it: a tuple or list as positional
+    arguments, a dict as keyword arguments, anything else as the one argument.
     """
+    from gradientflow.preflight.measure import _forward, untouched
+
     produced: set[int] = set()
 
     def hook(module: nn.Module, args: Any, out: Any) -> None:
@@ -191,9 +195,8 @@ def graph_activations(model: nn.Module, example_input: Any) -> list[str]:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if activation_kind(m)]
     try:
-        with torch.random.fork_rng(), torch.autograd.set_detect_anomaly(True, check_nan=False):
-            args = example_input if isinstance(example_input, tuple) else (example_input,)
-            out = model(*args)
+        with untouched(model), torch.autograd.set_detect_anomaly(True, check_nan=False):
+            out = _forward(model, example_input)
             roots: list[Any] = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
             found = []
             seen: set[int] = set()
