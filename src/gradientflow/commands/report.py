@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,35 @@ def refuse_run_file(out: Path, what: str) -> None:
             )
 
 
+def saved_trial(run_dir: Path) -> tuple[Any, list[Any]]:
+    """The trial ``diagnose --out DIR --trial`` (or ``trial --out DIR``) saved in
+    ``DIR/trial.json`` and the prescriptions it tried, for the report to keep them: ``(None, [])``
+    without one. Prescriptions need the model, so only a trial of the prescribed remedies
+    (no ``--trial-remedies``) brings them back; a note on stderr says when they are left out.
+    An unreadable ``trial.json`` is left out with a note."""
+    path = run_dir / "trial.json"
+    if not path.is_file():
+        return None, []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        rows = doc["rows"]
+        meta = doc.get("meta") or {}
+        if not isinstance(rows, list) or not isinstance(meta, dict):
+            raise TypeError("rows must be a list")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        print(f"gradientflow: note: {path} left out of the report: {exc}", file=sys.stderr)
+        return None, []
+    remedies = meta.get("remedies")
+    if meta.get("prescribed") and isinstance(remedies, dict):
+        return doc, [r for r in remedies.values() if isinstance(r, dict)]
+    print(
+        f"gradientflow: note: the report has {path.name}'s trial but no prescriptions (they need "
+        "the model: `gradientflow diagnose RECIPE --out DIR` lists them)",
+        file=sys.stderr,
+    )
+    return doc, []
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the trace, diagnose it, write the report; print where it went."""
     from gradientflow.commands._common import plots_note, writable_folder
@@ -87,7 +118,16 @@ def run(args: argparse.Namespace) -> int:
         writable_folder(Path(args.tensorboard), f"--tensorboard {args.tensorboard}")
     title = args.title or f"gradientflow report: {Path(args.dir).resolve().name}"
     diagnosis, problem = auto_diagnosis(trace)
-    write_html(trace, out, diagnosis, title=title, no_verdict_reason=problem)
+    trial, prescriptions = saved_trial(Path(args.dir))
+    write_html(
+        trace,
+        out,
+        diagnosis,
+        prescriptions=prescriptions,
+        trial=trial,
+        title=title,
+        no_verdict_reason=problem,
+    )
     print(f"report: {out}")
     plots_note()
     if args.tensorboard:
