@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -82,3 +83,41 @@ def test_faster_hardware_reports_its_choice(capsys: pytest.CaptureFixture[str]) 
     assert f"device {fast.choice['device']}" in err and "autocast" in err
     with pytest.raises(GradientFlowError, match=r"device must be cuda, mps or cpu"):
         faster_hardware(nn.Linear(2, 2), device="tpu")
+
+
+class _DictOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        logits = self.fc(x)
+        return {"logits": logits}, (logits,), Pair(logits, logits)
+
+
+class Pair(NamedTuple):
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+def test_autocast_outputs_come_back_in_float32_in_dicts_too() -> None:
+    # FasterModel as faster_hardware builds it on a bf16 GPU, here with the CPU's bf16 autocast
+    torch.manual_seed(0)
+    model = _DictOut()
+    fast = FasterModel(model, "cpu", torch.bfloat16, None, {})
+    x = torch.randn(2, 4)
+    as_dict, as_tuple, pair = fast(x)
+    assert as_dict["logits"].dtype == as_tuple[0].dtype == pair.b.dtype == torch.float32
+    assert isinstance(pair, Pair)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = model.fc(x).float()
+    assert torch.equal(as_dict["logits"], expected)
+    outputs = pytest.importorskip("transformers.modeling_outputs")
+
+    class HF(nn.Module):
+        def forward(self, x: torch.Tensor) -> Any:
+            return outputs.CausalLMOutput(logits=model.fc(x))
+
+    back = FasterModel(HF(), "cpu", torch.bfloat16, None, {})(x)
+    assert isinstance(back, outputs.CausalLMOutput) and back.logits.dtype == torch.float32
+    assert back["logits"] is back.logits and torch.equal(back.logits, expected)

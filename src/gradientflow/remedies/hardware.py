@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -48,13 +49,30 @@ def _autocast_dtype(device: str) -> torch.dtype | None:
     return None
 
 
+def _map_dict(value: dict[Any, Any], fn: Callable[[Any], Any]) -> dict[Any, Any]:
+    """``value`` with ``fn`` applied to each item, of the same type (a Hugging Face
+    ``ModelOutput`` stays one, with its attributes)."""
+    if type(value) is dict:
+        return {k: fn(v) for k, v in value.items()}
+    out = copy.copy(value)
+    for k, v in value.items():
+        out[k] = fn(v)
+    return out
+
+
+def _map_sequence(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``value`` (a tuple, list or named tuple) with ``fn`` applied to each item."""
+    items = [fn(v) for v in value]
+    return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+
+
 def _move(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, tuple | list):
-        return type(value)(_move(v, device) for v in value)
+        return _map_sequence(value, lambda v: _move(v, device))
     if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
+        return _map_dict(value, lambda v: _move(v, device))
     return value
 
 
@@ -102,7 +120,9 @@ def _float(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and value.is_floating_point():
         return value.float()
     if isinstance(value, tuple | list):
-        return type(value)(_float(v) for v in value)
+        return _map_sequence(value, _float)
+    if isinstance(value, dict):  # a dict, or a Hugging Face ModelOutput
+        return _map_dict(value, _float)
     return value
 
 
