@@ -85,6 +85,19 @@ def test_loss_curve_data_and_log_scale_for_wide_ranges() -> None:
     assert plots.loss_curve(wide).axes[0].get_yscale() == "log"
 
 
+def test_loss_curve_at_or_below_zero_stays_linear_and_draws_every_loss() -> None:
+    # a loss that crosses zero (Gaussian NLL, ELBO) and spans far more than 100x
+    loss = np.r_[np.geomspace(500, 0.5, 30), np.linspace(0.3, -3.0, 30)]
+    t = Trace.build(["a"], steps=range(60), loss=loss)
+    ax = plots.loss_curve(t).axes[0]
+    assert ax.get_yscale() == "linear"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), loss)
+    zero = Trace.build(["a"], steps=[0, 1, 2], loss=[10.0, 1.0, 0.0])
+    ax = plots.loss_curve(zero).axes[0]
+    assert ax.get_yscale() == "linear"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [10.0, 1.0, 0.0])
+
+
 def _broken() -> Trace:
     grad = np.array([[1e-3, np.inf, 1.0], [np.nan, 0.0, 1.0], [-1.0, 1e-2, np.nan]])
     return Trace.build(

@@ -28,7 +28,9 @@ TRIAL_FIELDS = ("final_loss", "best_loss", "metric", "grad_ratio")
 def loss_curve(trace: Trace, *, ax: Axes | None = None) -> Figure:
     """Training loss against optimizer step; non-finite losses and skipped steps marked in red.
 
-    The y axis is logarithmic when the finite positive losses span more than a factor of 100.
+    The y axis is logarithmic when the finite losses are all positive and span more than a
+    factor of 100; a loss at or below zero (a Gaussian NLL, an ELBO) keeps it linear, so every
+    finite loss is drawn.
 
     >>> t = Trace.build(["a"], steps=[0, 1, 2], loss=[2.3, 1.0, 0.5])
     >>> [float(v) for v in loss_curve(t).axes[0].lines[0].get_ydata()]
@@ -38,7 +40,11 @@ def loss_curve(trace: Trace, *, ax: Axes | None = None) -> Figure:
     loss = trace.loss
     finite = np.isfinite(loss)
     pos = loss[finite & (loss > 0)]
-    log = bool(pos.size) and float(np.log10(pos.max()) - np.log10(pos.min())) > 2
+    log = (
+        bool(pos.size)
+        and pos.size == int(finite.sum())  # a log axis would hide the losses <= 0
+        and float(np.log10(pos.max()) - np.log10(pos.min())) > 2
+    )
     ax.plot(
         trace.steps[finite],
         positive(loss[finite]) if log else drawable(loss[finite]),
