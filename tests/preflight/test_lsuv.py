@@ -89,3 +89,37 @@ def test_input_is_untouched_and_bad_input_is_an_error() -> None:
     with pytest.raises(GradientFlowError, match="needs training batches"):
         REGISTRY["reinit:lsuv"].apply(model)
     assert REGISTRY["reinit:lsuv"].applicable(nn.Sequential(nn.ReLU())) is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "batches", "message"),
+    [
+        ({"max_iter": 0}, None, r"`max_iter` must be a whole number >= 1, got 0"),
+        ({"max_iter": -1}, None, r"`max_iter`"),
+        ({"tol": float("nan")}, None, r"`tol` must be a number > 0, got nan"),
+        ({"tol": 0.0}, None, r"`tol`"),
+        ({}, [torch.randn(0, 64)], r"`batches` starts with an empty batch"),
+    ],
+)
+def test_bad_arguments_are_named(
+    kwargs: dict[str, float], batches: list[torch.Tensor] | None, message: str
+) -> None:
+    with pytest.raises(GradientFlowError, match=message):
+        lsuv(mlp(depth=3, width=16), batches or [torch.randn(64, 64)], **kwargs)  # type: ignore[arg-type]
+
+
+class _Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.unused = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_a_layer_the_forward_never_reaches_gets_the_orthonormal_init() -> None:
+    torch.manual_seed(0)
+    new = lsuv(_Unused(), [torch.randn(64, 8)])
+    w = new.unused.weight.detach()
+    assert torch.allclose(w @ w.T, torch.eye(8), atol=1e-5)
+    assert float(new.unused.bias.detach().abs().max()) == 0.0

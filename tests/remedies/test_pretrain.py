@@ -53,3 +53,39 @@ def test_seeded_runs_repeat_and_steps_cycle_the_batches() -> None:
     a, b = runs
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert a.pretrain_mse == b.pretrain_mse and len(a.pretrain_mse) == 3
+
+
+def test_every_module_keeps_its_own_train_flag() -> None:
+    model = nn.Sequential(
+        nn.Linear(8, 8),
+        nn.BatchNorm1d(8),
+        nn.Sigmoid(),
+        nn.Dropout(0.2),
+        nn.Linear(8, 8),
+        nn.Sigmoid(),
+        nn.Linear(8, 2),
+    )
+    model[1].eval()  # a frozen BatchNorm in a model being trained
+    new = layerwise_pretrain(model, [torch.randn(16, 8) for _ in range(3)], steps_per_layer=3)
+    assert [m.training for m in new.modules()] == [m.training for m in model.modules()]
+    assert not new[1].training and new.training and new[3].training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "batches", "message"),
+    [
+        ({"steps_per_layer": 0}, None, r"`steps_per_layer` must be a whole number >= 1.*got 0"),
+        ({"steps_per_layer": -5}, None, r"`steps_per_layer`"),
+        ({"steps_per_layer": 2.5}, None, r"`steps_per_layer`"),
+        ({"noise": -1.0}, None, r"`noise` must be a number >= 0"),
+        ({"lr": float("nan")}, None, r"`lr` must be a number > 0"),
+        ({}, [torch.ones(16, 8, dtype=torch.long)], r"`batches` must hold floating-point"),
+        ({}, [torch.randn(0, 8)], r"`batches` holds an empty batch"),
+    ],
+)
+def test_bad_arguments_are_named(
+    kwargs: dict[str, float], batches: list[torch.Tensor] | None, message: str
+) -> None:
+    model = mlp(depth=3, width=8, n_in=8)
+    with pytest.raises(GradientFlowError, match=message):
+        layerwise_pretrain(model, batches or [torch.randn(16, 8)], **kwargs)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,6 +59,10 @@ def _inputs(batches: Iterable[Any]) -> Any:
             break
     if not xs:
         raise GradientFlowError("lsuv(): `batches` is empty")
+    if any(isinstance(t, torch.Tensor) and (t.dim() == 0 or t.shape[0] == 0) for t in xs):
+        raise GradientFlowError(
+            "lsuv(): `batches` starts with an empty batch (no example to measure a variance on)"
+        )
     if len(xs) > 1 and all(isinstance(t, torch.Tensor) for t in xs):
         return torch.cat(xs)
     return xs[0]
@@ -124,8 +129,12 @@ def lsuv(
 
     ``batches``: (inputs, targets) pairs or bare inputs, as a recipe's; the first batch (more
     if it holds fewer than 64 examples) is used. Layers never reached by the forward pass keep
-    their orthonormal init.
+    their orthonormal init. ``tol`` must be > 0 and ``max_iter`` >= 1.
     """
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise GradientFlowError(f"lsuv(): `max_iter` must be a whole number >= 1, got {max_iter!r}")
+    if not isinstance(tol, int | float) or not math.isfinite(tol) or tol <= 0:
+        raise GradientFlowError(f"lsuv(): `tol` must be a number > 0, got {tol!r}")
     new = clone(model, "lsuv")
     x = _inputs(batches)
     try:
@@ -137,7 +146,7 @@ def lsuv(
     if not order:
         raise GradientFlowError(f"lsuv(): {type(model).__name__} has no Linear or Conv layer")
     with torch.no_grad():
-        for _, layer in order:
+        for layer in [m for m in new.modules() if isinstance(m, WEIGHT_LAYERS)]:  # reached or not
             nn.init.orthogonal_(layer.weight)  # type: ignore[arg-type]
             if isinstance(getattr(layer, "bias", None), torch.Tensor):
                 layer.bias.zero_()  # type: ignore[operator]

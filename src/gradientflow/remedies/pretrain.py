@@ -22,6 +22,7 @@ last (the output layer) is pretrained together with the modules after it up to t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,10 +66,37 @@ def _inputs(batches: Iterable[Any]) -> list[torch.Tensor]:
                 "layerwise_pretrain(): each batch must be a tensor or an (inputs, targets) "
                 f"pair, got {type(x).__name__}"
             )
+        if not x.is_floating_point():
+            raise GradientFlowError(
+                "layerwise_pretrain(): `batches` must hold floating-point inputs (an autoencoder "
+                f"reconstructs them), got {x.dtype}; for token ids, pretrain after the embedding"
+            )
+        if x.dim() == 0 or x.shape[0] == 0:
+            raise GradientFlowError(
+                f"layerwise_pretrain(): `batches` holds an empty batch (shape {tuple(x.shape)})"
+            )
         xs.append(x)
     if not xs:
         raise GradientFlowError("layerwise_pretrain(): `batches` is empty")
     return xs
+
+
+def _check_args(steps_per_layer: int | None, lr: float, noise: float) -> None:
+    if steps_per_layer is not None and (
+        isinstance(steps_per_layer, bool)
+        or not isinstance(steps_per_layer, int)
+        or steps_per_layer < 1
+    ):
+        raise GradientFlowError(
+            "layerwise_pretrain(): `steps_per_layer` must be a whole number >= 1 (or None for "
+            f"one pass over the batches), got {steps_per_layer!r}"
+        )
+    if not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise GradientFlowError(f"layerwise_pretrain(): `lr` must be a number > 0, got {lr!r}")
+    if not isinstance(noise, int | float) or not math.isfinite(noise) or noise < 0:
+        raise GradientFlowError(
+            f"layerwise_pretrain(): `noise` must be a number >= 0 (0: no noise), got {noise!r}"
+        )
 
 
 @torch.no_grad()
@@ -128,8 +156,10 @@ def layerwise_pretrain(
     reconstructs the *standardised* input, so a deep layer whose outputs barely vary still has
     to keep what they say (with a plain MSE, sigmoid codes shrink layer after layer and the top
     of a 20-layer stack carries nothing). The output layer keeps its values; fine-tune the
-    returned model as usual. The last reconstruction errors (relative to the input's variance)
-    are in ``new.pretrain_mse`` (a list, input layer first).
+    returned model as usual; every module keeps its own train/eval flag. The last
+    reconstruction errors (relative to the input's variance) are in ``new.pretrain_mse`` (a
+    list, input layer first). ``steps_per_layer`` must be >= 1, ``lr`` > 0, ``noise`` >= 0, and
+    the inputs floating-point.
 
     >>> import torch
     >>> from torch import nn
@@ -142,11 +172,12 @@ def layerwise_pretrain(
             f"layerwise_pretrain(): needs an nn.Sequential of Linear layers, got "
             f"{type(model).__name__}"
         )
+    _check_args(steps_per_layer, lr, noise)
     new = clone(model, "layerwise_pretrain")
     prefix, stages = _stages(new)  # type: ignore[arg-type]
     xs = _inputs(batches)
-    steps = min(len(xs), 200) if steps_per_layer is None else int(steps_per_layer)
-    was_training = new.training
+    steps = min(len(xs), 200) if steps_per_layer is None else steps_per_layer
+    modes = [(m, m.training) for m in new.modules()]  # each module's own flag, given back
     new.eval()  # inputs of each stage: no dropout, running norm statistics
     h = _forward(prefix, xs)
     errors = []
@@ -155,7 +186,8 @@ def layerwise_pretrain(
         for m in stage:
             m.eval()
         h = _forward(stage, h)
-    new.train(was_training)
+    for m, training in modes:
+        m.training = training
     setattr(new, "pretrain_mse", errors)  # noqa: B010
     return new
 
