@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies import reinit
+from gradientflow.remedies import reinit, swap_activation
+from gradientflow.remedies.lsuv import lsuv
 from tests.remedies.helpers import same, snapshot
 
 N_IN, N_OUT = 400, 300
@@ -51,3 +54,33 @@ def test_errors() -> None:
         reinit(nn.Linear(2, 2), "kaiming")
     with pytest.raises(GradientFlowError, match=r"no Linear, Conv or RNN"):
         reinit(nn.Sequential(nn.ReLU()), "he")
+
+
+class _TiedLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.mlp = nn.Sequential(nn.Linear(16, 16), nn.Tanh())
+        self.dec = nn.Linear(16, 50)
+        self.dec.weight = self.emb.weight  # weight tying
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.mlp(self.emb(ids)))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda m: reinit(m, "he"),
+        lambda m: swap_activation(m, "relu"),
+        lambda m: lsuv(m, [torch.randint(0, 50, (64,))]),
+    ],
+    ids=["reinit", "swap_activation", "lsuv"],
+)
+def test_a_weight_tied_to_the_embedding_keeps_the_tie_and_the_values(transform: Any) -> None:
+    torch.manual_seed(0)
+    model = _TiedLM()
+    new = transform(model)
+    assert new.dec.weight is new.emb.weight
+    assert torch.equal(new.emb.weight, model.emb.weight)
+    assert not torch.equal(new.mlp[0].weight, model.mlp[0].weight)  # the rest is re-drawn

@@ -116,6 +116,7 @@ def swap_activation(
 
     The Linear/Conv layers right before and after each swapped activation are re-initialised
     with the activation's companion init (``init=`` overrides it; ``"none"`` keeps the weights).
+    A weight tied to an embedding keeps its values (and the tie).
     For ``"selu"``, every ``nn.Dropout`` becomes ``nn.AlphaDropout`` with the same rate.
     Activations called as functions in a ``forward`` raise a GradientFlowError naming file and
     line, unless ``functional="keep"`` (then only the modules are swapped). They are found by
@@ -163,8 +164,9 @@ def swap_activation(
                     dropouts[id(module)] = modules.inherit(nn.AlphaDropout(module.p), module)
                 set_submodule(new, path, dropouts[id(module)])
     if scheme is not None:
+        keep = modules.tied_to_other_modules(new)  # a decoder tied to the embedding
         for path in sorted(touched):
-            init_weight_layer(new.get_submodule(path), scheme)
+            init_weight_layer(new.get_submodule(path), scheme, keep)
     return new
 
 

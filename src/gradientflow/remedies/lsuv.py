@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.modules import WEIGHT_LAYERS, clone
+from gradientflow.remedies.modules import WEIGHT_LAYERS, clone, tied_to_other_modules
 from gradientflow.remedies.remedy import Remedy
 
 #: Stop scaling a layer when its output variance is within this of 1.
@@ -129,7 +129,8 @@ def lsuv(
 
     ``batches``: (inputs, targets) pairs or bare inputs, as a recipe's; the first batch (more
     if it holds fewer than 64 examples) is used. Layers never reached by the forward pass keep
-    their orthonormal init. ``tol`` must be > 0 and ``max_iter`` >= 1.
+    their orthonormal init. A layer whose weight is tied to an embedding keeps its values (it
+    is neither re-drawn nor scaled). ``tol`` must be > 0 and ``max_iter`` >= 1.
     """
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise GradientFlowError(f"lsuv(): `max_iter` must be a whole number >= 1, got {max_iter!r}")
@@ -145,8 +146,12 @@ def lsuv(
         ) from exc
     if not order:
         raise GradientFlowError(f"lsuv(): {type(model).__name__} has no Linear or Conv layer")
+    keep = tied_to_other_modules(new)  # a decoder tied to the embedding keeps its weight
+    order = [(name, layer) for name, layer in order if id(layer.weight) not in keep]
     with torch.no_grad():
-        for layer in [m for m in new.modules() if isinstance(m, WEIGHT_LAYERS)]:  # reached or not
+        for layer in new.modules():  # reached by the forward or not
+            if not isinstance(layer, WEIGHT_LAYERS) or id(layer.weight) in keep:
+                continue
             nn.init.orthogonal_(layer.weight)  # type: ignore[arg-type]
             if isinstance(getattr(layer, "bias", None), torch.Tensor):
                 layer.bias.zero_()  # type: ignore[operator]

@@ -42,6 +42,7 @@ __all__ = [
     "leaves",
     "out_features",
     "set_submodule",
+    "tied_to_other_modules",
     "weight_layers",
 ]
 
@@ -123,6 +124,24 @@ def weight_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if isinstance(module, WEIGHT_LAYERS):
             yield name, module
+
+
+def tied_to_other_modules(model: nn.Module) -> set[int]:
+    """ids of the parameters that a module other than a Linear/Conv/RNN layer owns too (an
+    output layer whose weight is the embedding's, ``dec.weight = emb.weight``): the
+    re-initialising transforms leave them alone, so the embedding keeps its values.
+
+    >>> emb, dec = nn.Embedding(5, 3), nn.Linear(3, 5, bias=False)
+    >>> dec.weight = emb.weight
+    >>> tied_to_other_modules(nn.Sequential(emb, dec)) == {id(emb.weight)}
+    True
+    """
+    return {
+        id(p)
+        for m in model.modules()
+        if not isinstance(m, (*WEIGHT_LAYERS, nn.RNNBase))
+        for p in m.parameters(recurse=False)
+    }
 
 
 def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:

@@ -23,13 +23,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from functools import partial
 
 import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.modules import WEIGHT_LAYERS, clone, weight_layers
+from gradientflow.remedies.modules import (
+    WEIGHT_LAYERS,
+    clone,
+    tied_to_other_modules,
+    weight_layers,
+)
 from gradientflow.remedies.remedy import Remedy
 
 SCHEMES = ("he", "xavier", "lecun", "orthogonal")
@@ -63,12 +69,15 @@ INITIALISERS: dict[str, Callable[[torch.Tensor], None]] = {
 }
 
 
-def init_weight_layer(module: nn.Module, scheme: str) -> None:
-    """Re-initialise one Linear/Conv layer in place: weight by ``scheme``, bias 0."""
+def init_weight_layer(module: nn.Module, scheme: str, keep: AbstractSet[int] = frozenset()) -> None:
+    """Re-initialise one Linear/Conv layer in place: weight by ``scheme``, bias 0; tensors
+    whose id is in ``keep`` (tied to an embedding) keep their values."""
     with torch.no_grad():
-        INITIALISERS[scheme](module.weight)  # type: ignore[arg-type]
+        weight = module.weight
+        if isinstance(weight, torch.Tensor) and id(weight) not in keep:
+            INITIALISERS[scheme](weight)
         bias = getattr(module, "bias", None)
-        if isinstance(bias, torch.Tensor):
+        if isinstance(bias, torch.Tensor) and id(bias) not in keep:
             bias.zero_()
 
 
@@ -96,7 +105,9 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
     """A copy of ``model`` with its Linear/Conv/RNN layers re-initialised by ``scheme``.
 
     ``only`` limits it to the named submodules (qualified names as in ``named_modules()``).
-    Normalisation layers, embeddings and everything else keep their values.
+    Normalisation layers, embeddings and everything else keep their values, and so does a
+    layer's weight tied to one of them (an output layer sharing the embedding's matrix: the
+    tie is kept and the embedding is not re-drawn).
 
     >>> from torch import nn
     >>> m = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
@@ -114,9 +125,10 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
         missing = sorted(wanted - set(names))
         raise GradientFlowError(f"reinit(): no submodule named {missing[0]!r} in the model")
     count = 0
+    keep = tied_to_other_modules(new)
     for name, module in weight_layers(new):
         if wanted is None or name in wanted:
-            init_weight_layer(module, scheme)
+            init_weight_layer(module, scheme, keep)
             count += 1
     for name, module in new.named_modules():
         if isinstance(module, nn.RNNBase) and (wanted is None or name in wanted):
