@@ -61,9 +61,12 @@ def test_findings_are_written_as_text(tmp_path: Path) -> None:
     text = event.tensor_proto.string_val[0].decode()
     assert event.step == int(t.steps[-1])
     assert text.startswith("### Critical: 2 problems found")
-    assert "**critical · vanishing** in `fc0`, `&lt;b&gt;x&lt;/b&gt;`" in text
+    assert "**critical · vanishing** in `fc0`, `<b>x</b>`" in text  # a code span: literal
     assert "remedies: `swap_activation:relu`, `batchnorm`" in text
-    assert "<b>" not in text
+    from tensorboard.plugin_util import markdown_to_safe_html
+
+    html = markdown_to_safe_html(text)
+    assert "<b>" not in html and "<code>&lt;b&gt;x&lt;/b&gt;</code>" in html
 
 
 def test_non_finite_gradient_norms_are_data(tmp_path: Path) -> None:
@@ -101,3 +104,22 @@ def test_healthy_markdown() -> None:
     from gradientflow.diagnosis.findings import Diagnosis
 
     assert diagnosis_markdown(Diagnosis([])).startswith("### Healthy")
+
+
+def test_names_cannot_inject_markdown() -> None:
+    """Layer names in TensorBoard's text, rendered by TensorBoard's own Markdown: shown as
+    written, no link, emphasis or table cell; ``<`` once escaped inside a code span."""
+    from tensorboard.plugin_util import markdown_to_safe_html
+
+    from gradientflow.diagnosis.findings import Diagnosis, Finding
+
+    names = ["<fc>", "[click me](http://evil.example/x)", "a*b*c", "fc|x", "back\\slash_1_"]
+    message = f"first layer ({names[1]}) and '{names[2]}' of '{names[0]}' via {names[4]}."
+    finding = Finding("vanishing", "critical", names, {"first_layer": names[1]}, message)
+    html = markdown_to_safe_html(diagnosis_markdown(Diagnosis([finding])))
+    assert "<a" not in html and "<em>" not in html and "<table" not in html
+    assert "&amp;lt;" not in html  # no double escape
+    assert "<code>&lt;fc&gt;</code>" in html and "<code>a*b*c</code>" in html
+    assert "first layer ([click me](http://evil.example/x)) and 'a*b*c'" in html
+    assert "of '&lt;fc&gt;' via back\\slash_1_." in html
+    assert "first_layer = [click me](http://evil.example/x)" in html

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -177,7 +178,7 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
         n = len(diagnosis.at_least("warning"))
         lines = [f"### {str(diagnosis.worst).capitalize()}: {n} problem{'s' * (n != 1)} found", ""]
     for f in diagnosis.findings:
-        where = ", ".join(f"`{_md(x)}`" for x in list(f.layers)[:8])
+        where = ", ".join(f"`{_code(x)}`" for x in list(f.layers)[:8])
         where += f" and {len(f.layers) - 8} more" if len(f.layers) > 8 else ""
         lines.append(
             f"- **{f.severity} · {_md(f.kind)}**"
@@ -191,16 +192,32 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
                 + "; ".join(f"{_md(str(k))} = {_fmt(v)}" for k, v in f.evidence.items())
             )
         if f.remedies:
-            extra.append("remedies: " + ", ".join(f"`{_md(r)}`" for r in f.remedies))
+            extra.append("remedies: " + ", ".join(f"`{_code(r)}`" for r in f.remedies))
         if extra:
             lines.append("  " + "; ".join(extra))
     return "\n".join(lines)
 
 
+#: Markdown's metacharacters (links, emphasis, code, table cells, escapes), each shown
+#: literally when a backslash precedes it.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()|{}#!])")
+
+
 def _md(text: Any) -> str:
-    """Text safe inside Markdown: control characters escaped, backticks and angle brackets
-    neutralised."""
-    return printable(text).replace("`", "'").replace("<", "&lt;").replace(">", "&gt;")
+    r"""Text shown literally by Markdown outside code spans: control characters escaped, every
+    metacharacter backslash-escaped, ``& < >`` as HTML entities (no link, emphasis or HTML).
+
+    >>> print(_md("[x](http://e.x) a*b_c <fc>"))
+    \[x\]\(http://e.x\) a\*b\_c &lt;fc&gt;
+    """
+    escaped = _MD_SPECIAL.sub(r"\\\1", printable(text))
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: Any) -> str:
+    """Text inside a Markdown code span: shown literally (Markdown escapes ``& < >`` there
+    itself), control characters escaped, a backtick (which would end the span) as ``'``."""
+    return printable(text).replace("`", "'")
 
 
 def _fmt(value: Any) -> str:
