@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies import reinit, swap_activation
+from gradientflow.remedies import add_batchnorm, reinit, swap_activation
 from gradientflow.remedies.lsuv import lsuv
 from tests.remedies.helpers import same, snapshot
 
@@ -84,3 +85,43 @@ def test_a_weight_tied_to_the_embedding_keeps_the_tie_and_the_values(transform: 
     assert new.dec.weight is new.emb.weight
     assert torch.equal(new.emb.weight, model.emb.weight)
     assert not torch.equal(new.mlp[0].weight, model.mlp[0].weight)  # the rest is re-drawn
+
+
+def _normed(kind: str) -> nn.Sequential:
+    from torch.nn.utils import parametrizations
+
+    make = {
+        "weight_norm": parametrizations.weight_norm,
+        "spectral_norm": parametrizations.spectral_norm,
+        "legacy weight_norm": nn.utils.weight_norm,
+        "legacy spectral_norm": nn.utils.spectral_norm,
+    }[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the legacy weight_norm is deprecated
+        middle = make(nn.Linear(16, 16))
+    return nn.Sequential(nn.Linear(16, 16), nn.Sigmoid(), middle, nn.Sigmoid(), nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize(
+    "kind", ["weight_norm", "spectral_norm", "legacy weight_norm", "legacy spectral_norm"]
+)
+def test_parametrized_weights_are_refused_by_name(kind: str) -> None:
+    model = _normed(kind)
+    transforms: list[Any] = [
+        lambda m: reinit(m, "he"),
+        lambda m: swap_activation(m, "relu"),
+        lambda m: lsuv(m, [torch.randn(64, 16)]),
+    ]
+    for transform in transforms:  # re-drawn, the weight was silently recomputed or lost
+        with pytest.raises(GradientFlowError, match=r"layer '2' .*parametrized weights"):
+            transform(model)
+    if kind == "legacy weight_norm":  # torch cannot even copy it
+        with pytest.raises(GradientFlowError, match=r"layer '2' \(legacy weight_norm\)"):
+            add_batchnorm(model)
+        return
+    # what does not re-draw the parametrized layer still works, and sees it as a layer
+    assert not torch.equal(reinit(model, "he", only=["0"])[0].weight, model[0].weight)
+    kept = swap_activation(model, "relu", init="none")
+    assert torch.equal(kept[2].weight, model[2].weight)
+    kinds = [type(m).__name__ for m in add_batchnorm(model)]
+    assert kinds[3:5] == [type(model[2]).__name__, "FeatureBatchNorm"]

@@ -41,6 +41,7 @@ from gradientflow.remedies.modules import (
     clone,
     functional_activations,
     graph_activations,
+    refuse_parametrized,
     set_submodule,
 )
 from gradientflow.remedies.reinit import SCHEMES, init_weight_layer
@@ -116,7 +117,9 @@ def swap_activation(
 
     The Linear/Conv layers right before and after each swapped activation are re-initialised
     with the activation's companion init (``init=`` overrides it; ``"none"`` keeps the weights).
-    A weight tied to an embedding keeps its values (and the tie).
+    A weight tied to an embedding keeps its values (and the tie); a layer to re-initialise
+    whose weights are parametrized (weight_norm, spectral_norm) is refused with a
+    GradientFlowError naming it (``init="none"`` swaps without re-initialising).
     For ``"selu"``, every ``nn.Dropout`` becomes ``nn.AlphaDropout`` with the same rate.
     Activations called as functions in a ``forward`` raise a GradientFlowError naming file and
     line, unless ``functional="keep"`` (then only the modules are swapped). They are found by
@@ -165,6 +168,7 @@ def swap_activation(
                 set_submodule(new, path, dropouts[id(module)])
     if scheme is not None:
         keep = modules.tied_to_other_modules(new)  # a decoder tied to the embedding
+        refuse_parametrized([(p, new.get_submodule(p)) for p in sorted(touched)], "swap_activation")
         for path in sorted(touched):
             init_weight_layer(new.get_submodule(path), scheme, keep)
     return new

@@ -34,7 +34,12 @@ import torch
 from torch import nn
 
 from gradientflow.errors import GradientFlowError
-from gradientflow.remedies.modules import WEIGHT_LAYERS, clone, tied_to_other_modules
+from gradientflow.remedies.modules import (
+    WEIGHT_LAYERS,
+    clone,
+    refuse_parametrized,
+    tied_to_other_modules,
+)
 from gradientflow.remedies.remedy import Remedy
 
 #: Stop scaling a layer when its output variance is within this of 1.
@@ -146,6 +151,9 @@ def lsuv(
         ) from exc
     if not order:
         raise GradientFlowError(f"lsuv(): {type(model).__name__} has no Linear or Conv layer")
+    refuse_parametrized(
+        [(n, m) for n, m in new.named_modules() if isinstance(m, WEIGHT_LAYERS)], "lsuv"
+    )
     keep = tied_to_other_modules(new)  # a decoder tied to the embedding keeps its weight
     order = [(name, layer) for name, layer in order if id(layer.weight) not in keep]
     with torch.no_grad():

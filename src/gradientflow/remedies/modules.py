@@ -17,11 +17,12 @@ import copy
 import inspect
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from gradientflow.errors import GradientFlowError
 from gradientflow.kinds import (
@@ -41,6 +42,8 @@ __all__ = [
     "inherit",
     "leaves",
     "out_features",
+    "parametrized",
+    "refuse_parametrized",
     "set_submodule",
     "tied_to_other_modules",
     "weight_layers",
@@ -61,7 +64,61 @@ def clone(model: nn.Module, fn: str) -> nn.Module:
     """A deep copy of ``model``; the transforms never touch their input."""
     if not isinstance(model, nn.Module):
         raise GradientFlowError(f"{fn}(): `model` must be an nn.Module, got {type(model).__name__}")
-    return copy.deepcopy(model)
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as exc:  # the legacy torch.nn.utils.weight_norm cannot be deep-copied
+        hooked = [
+            f"{name or '<root>'!r} ({kind})"
+            for name, m in model.named_modules()
+            if (kind := parametrized(m)) is not None and kind.startswith("legacy")
+        ]
+        if not hooked:
+            raise
+        raise GradientFlowError(
+            f"{fn}(): cannot copy the model: layer {', '.join(hooked)} uses the legacy "
+            "hook-based weight parametrization, which torch cannot deep-copy; parametrized "
+            "weights are not supported (torch.nn.utils.remove_weight_norm removes it)"
+        ) from exc
+
+
+def parametrized(module: nn.Module) -> str | None:
+    """How ``module``'s own weights are computed from other tensors, or None when they are
+    plain parameters: ``"torch.nn.utils.parametrize"`` (``parametrizations.weight_norm``,
+    ``spectral_norm``, ``orthogonal``...), ``"legacy weight_norm"``, ``"legacy spectral_norm"``.
+    Re-drawing such a ``weight`` is lost at the next forward, or does not keep the
+    parametrization's meaning, so the re-initialising transforms refuse these layers.
+
+    >>> from torch.nn.utils import parametrizations
+    >>> parametrized(parametrizations.weight_norm(nn.Linear(2, 2))), parametrized(nn.Linear(2, 2))
+    ('torch.nn.utils.parametrize', None)
+    """
+    if parametrize.is_parametrized(module):
+        return "torch.nn.utils.parametrize"
+    for hook in module._forward_pre_hooks.values():
+        name = type(hook).__name__
+        if name in ("WeightNorm", "SpectralNorm"):
+            return "legacy " + {"WeightNorm": "weight_norm", "SpectralNorm": "spectral_norm"}[name]
+    return None
+
+
+_REMOVE = {
+    "torch.nn.utils.parametrize": "torch.nn.utils.parametrize.remove_parametrizations",
+    "legacy weight_norm": "torch.nn.utils.remove_weight_norm",
+    "legacy spectral_norm": "torch.nn.utils.remove_spectral_norm",
+}
+
+
+def refuse_parametrized(layers: Iterable[tuple[str, nn.Module]], fn: str) -> None:
+    """Raise a GradientFlowError naming the first of ``layers`` whose weights are
+    :func:`parametrized`: the transform ``fn`` would re-initialise it."""
+    for name, module in layers:
+        kind = parametrized(module)
+        if kind is not None:
+            raise GradientFlowError(
+                f"{fn}(): layer {name!r} ({type(module).__name__}) has parametrized weights "
+                f"({kind}); re-initialising parametrized weights is not supported: remove the "
+                f"parametrization first ({_REMOVE[kind]}), or leave the layer out"
+            )
 
 
 def matching(new: nn.Module, like: nn.Module) -> nn.Module:
@@ -94,7 +151,10 @@ def leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if child is None or id(child) in above:  # a module that contains itself
                 continue
             path = f"{prefix}.{name}" if prefix else name
-            if any(c is not None for c in child._modules.values()):
+            # a parametrized layer's only children are its parametrizations: a leaf still
+            if any(c is not None for c in child._modules.values()) and not (
+                parametrize.is_parametrized(child)
+            ):
                 walk(child, path, (*above, id(child)))
             else:
                 found.append((path, child))

@@ -33,6 +33,7 @@ from gradientflow.errors import GradientFlowError
 from gradientflow.remedies.modules import (
     WEIGHT_LAYERS,
     clone,
+    refuse_parametrized,
     tied_to_other_modules,
     weight_layers,
 )
@@ -107,7 +108,9 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
     ``only`` limits it to the named submodules (qualified names as in ``named_modules()``).
     Normalisation layers, embeddings and everything else keep their values, and so does a
     layer's weight tied to one of them (an output layer sharing the embedding's matrix: the
-    tie is kept and the embedding is not re-drawn).
+    tie is kept and the embedding is not re-drawn). A layer with parametrized weights
+    (``torch.nn.utils.parametrizations.weight_norm``, ``spectral_norm``...) is refused with a
+    GradientFlowError naming it; leave it out with ``only``.
 
     >>> from torch import nn
     >>> m = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
@@ -124,6 +127,9 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
     if wanted is not None and wanted - set(names):
         missing = sorted(wanted - set(names))
         raise GradientFlowError(f"reinit(): no submodule named {missing[0]!r} in the model")
+    refuse_parametrized(
+        [(n, m) for n, m in new.named_modules() if wanted is None or n in wanted], "reinit"
+    )
     count = 0
     keep = tied_to_other_modules(new)
     for name, module in weight_layers(new):
