@@ -125,3 +125,17 @@ def test_parametrized_weights_are_refused_by_name(kind: str) -> None:
     assert torch.equal(kept[2].weight, model[2].weight)
     kinds = [type(m).__name__ for m in add_batchnorm(model)]
     assert kinds[3:5] == [type(model[2]).__name__, "FeatureBatchNorm"]
+
+
+def test_only_names_a_weight_layer_and_a_string_is_one_name() -> None:
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 2))
+    new = reinit(model, "orthogonal", only="0.0")  # one name, not the characters '0', '.'
+    w = new[0][0].weight.detach()
+    assert torch.allclose(w @ w.T, torch.eye(4), atol=1e-5)
+    assert torch.equal(new[1].weight, model[1].weight)
+    for only in (["0"], ["0.1"]):  # a block, an activation
+        with pytest.raises(GradientFlowError) as err:
+            reinit(model, "he", only=only)
+        text = str(err.value)
+        assert "names no Linear, Conv or RNN layer" in text and "'0.0', '1'" in text
+        assert "Sequential has no" not in text

@@ -102,10 +102,13 @@ def _check_scheme(scheme: str, fn: str) -> None:
         raise GradientFlowError(f"{fn}(): unknown scheme {scheme!r}; choose one of {SCHEMES}")
 
 
-def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None = None) -> nn.Module:
+def reinit(
+    model: nn.Module, scheme: str = "he", *, only: str | Iterable[str] | None = None
+) -> nn.Module:
     """A copy of ``model`` with its Linear/Conv/RNN layers re-initialised by ``scheme``.
 
-    ``only`` limits it to the named submodules (qualified names as in ``named_modules()``).
+    ``only`` limits it to the named layers (qualified names as in ``named_modules()``; one
+    name or several); a name that is not a Linear, Conv or RNN layer is an error.
     Normalisation layers, embeddings and everything else keep their values, and so does a
     layer's weight tied to one of them (an output layer sharing the embedding's matrix: the
     tie is kept and the embedding is not re-drawn). A layer with parametrized weights
@@ -122,7 +125,7 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
     """
     _check_scheme(scheme, "reinit")
     new = clone(model, "reinit")
-    wanted = None if only is None else set(only)
+    wanted = None if only is None else {only} if isinstance(only, str) else set(only)
     names = dict(new.named_modules())
     if wanted is not None and wanted - set(names):
         missing = sorted(wanted - set(names))
@@ -140,6 +143,14 @@ def reinit(model: nn.Module, scheme: str = "he", *, only: Iterable[str] | None =
         if isinstance(module, nn.RNNBase) and (wanted is None or name in wanted):
             init_recurrent(module, scheme)
             count += 1
+    if count == 0 and wanted is not None:
+        valid = [n for n, m in new.named_modules() if isinstance(m, (*WEIGHT_LAYERS, nn.RNNBase))]
+        if valid:
+            some = ", ".join(repr(n) for n in valid[:8]) + (", ..." if len(valid) > 8 else "")
+            raise GradientFlowError(
+                f"reinit(): only={sorted(wanted)} names no Linear, Conv or RNN layer (a "
+                f"container or an activation is not re-initialised); the layers are {some}"
+            )
     if count == 0:
         raise GradientFlowError(
             f"reinit(): {type(model).__name__} has no Linear, Conv or RNN layer to re-initialise"
