@@ -62,3 +62,32 @@ def test_lab_module_is_a_re_export() -> None:
     assert meanfield.chi1 is theory.chi1
     assert meanfield.q_star is theory.q_star
     assert meanfield.chi1("tanh", 1.5, 0.05) == pytest.approx(0.939, abs=6e-4)
+
+
+def test_a_map_without_a_fixed_point_raises_instead_of_returning_an_iterate() -> None:
+    # ReLU at σ_w² = 2: q_map(q) = q + σ_b² by hand, it grows by 0.1 a layer forever
+    assert theory.q_map("relu", 21.0, 2.0, 0.1) == pytest.approx(21.1, rel=1e-12)
+    for name, sw2, sb2 in [("relu", 2.0, 0.1), ("elu", 2.0, 0.0), ("selu", 2.0, 0.0)]:
+        with pytest.raises(GradientFlowError, match="no fixed point"):
+            theory.q_star(name, sw2, sb2)
+    # a map that contracts to q* = 0 (tanh, σ_w² <= 1, no bias) still has its fixed point
+    for sw2 in (0.5, 1.0):
+        q = theory.q_star("tanh", sw2, 0.0)
+        assert 0 <= q < 1e-6 and abs(theory.q_map("tanh", q, sw2, 0.0) - q) < 1e-12
+        assert theory.chi1("tanh", sw2, 0.0) == pytest.approx(sw2, rel=1e-5)  # tanh'(0) = 1
+
+
+def test_preflight_says_chi1_unknown_without_a_fixed_point() -> None:
+    import torch
+    from torch import nn
+
+    from gradientflow.preflight import preflight
+    from tests.preflight.nets import probe, stack
+
+    # ELU at σ_w² = 2, no bias (He init): the variance grows without a fixed point
+    model = nn.Sequential(*[nn.ELU() if isinstance(m, nn.ReLU) else m for m in stack("relu", 2.0)])
+    pf = preflight(model, probe())
+    assert pf.prediction.activation == "elu" and pf.prediction.sigma_w2 == pytest.approx(2, 0.05)
+    assert pf.chi1 is None and "no fixed point" in pf.prediction.reason
+    assert "mean field: does not apply" in str(pf)
+    assert pf.measured_chi1 is not None and torch.isfinite(torch.tensor(pf.measured_chi1))

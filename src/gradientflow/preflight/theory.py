@@ -170,7 +170,9 @@ def q_star(activation: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -
     """Fixed point of the pre-activation variance map, found numerically.
 
     Iterates the map from ``q0``; if it has not settled after 200 steps (slow convergence
-    near the edge of chaos), the root of ``q_map(q) - q`` is bracketed and bisected.
+    near the edge of chaos), the root of ``q_map(q) - q`` is bracketed and bisected. A map
+    that diverges, or keeps growing past ``1e12`` (ReLU at σ_w² = 2 with a bias: q grows by σ_b²
+    a layer), has no fixed point: :class:`GradientFlowError`.
 
     >>> round(q_star("tanh", 1.0, 0.05), 4)
     0.1936
@@ -196,10 +198,15 @@ def _bisect_fixed_point(activation: str, sigma_w2: float, sigma_b2: float, q: fl
     lo, hi = q, q
     while gap(lo) < 0 and lo > 1e-12:
         lo /= 2
+    if gap(lo) < 0:
+        lo = 0.0  # q_map(0) = σ_b² + σ_w² φ(0)² >= 0: the fixed point is in [0, lo]
     while gap(hi) > 0 and hi < 1e12:
         hi *= 2
-    if gap(lo) < 0 or gap(hi) > 0:
-        return q  # no bracket: the iterate is the best estimate
+    if gap(hi) > 0:
+        raise GradientFlowError(
+            f"q_star: the variance map of {activation} at σ_w² = {sigma_w2:g}, σ_b² = "
+            f"{sigma_b2:g} keeps growing past q = {hi:.0e} (no fixed point)"
+        )
     for _ in range(100):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if gap(mid) > 0 else (lo, mid)
