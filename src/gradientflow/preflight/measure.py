@@ -50,6 +50,9 @@ class LayerStat:
     grad_rms: float = float("nan")  # RMS of ∂L/∂s per element
     grad_sq: float = float("nan")  # ‖∂L/∂s‖², summed over the batch
     gain: float = float("nan")  # grad_sq / grad_sq of the next layer (what χ₁ predicts)
+    #: False when no gradient reached ``s`` (a frozen layer, a loss that does not depend on
+    #: it): the gradient fields are then NaN for "not measured", not for a non-finite value.
+    measured: bool = True
 
 
 @dataclass
@@ -57,7 +60,8 @@ class Measured:
     """The raw result of :func:`measure`."""
 
     layers: list[LayerStat]
-    recurrent: list[tuple[str, nn.Module, torch.Tensor]] = field(default_factory=list)
+    #: (name, module, output, steps) per recurrent layer, on its first call
+    recurrent: list[tuple[str, nn.Module, torch.Tensor, int]] = field(default_factory=list)
     output_finite: bool = True
     loss: float = float("nan")
 
@@ -138,7 +142,7 @@ class _Recorder:
         self.act_sq: list[torch.Tensor] = []
         self.numel: list[int] = []
         self.grad_sq: dict[int, torch.Tensor] = {}
-        self.recurrent: list[tuple[str, nn.Module, torch.Tensor]] = []
+        self.recurrent: list[tuple[str, nn.Module, torch.Tensor, int]] = []
         self._nodes: list[Any] = []
         self._seen: set[int] = set()
         self.handles = [
@@ -153,7 +157,7 @@ class _Recorder:
                 return
             self._seen.add(id(module))
             if isinstance(module, RECURRENT_LAYERS):
-                self.recurrent.append((name, module, output[0].detach()))
+                self.recurrent.append((name, module, *_sequence(module, output[0])))
                 return
             if not isinstance(output, torch.Tensor) or not output.is_floating_point():
                 return
@@ -185,12 +189,24 @@ class _Recorder:
         nan = torch.tensor(float("nan"))
         acts = torch.stack([a.cpu() for a in self.act_sq]).tolist()
         grads = torch.stack([self.grad_sq.get(k, nan).cpu() for k in range(len(self.layers))])
-        for stat, a, g, n in zip(self.layers, acts, grads.tolist(), self.numel, strict=True):
-            stat.act_rms, stat.grad_sq = (a / n) ** 0.5, g
-            stat.grad_rms = (g / n) ** 0.5
+        for k, (stat, a, g, n) in enumerate(
+            zip(self.layers, acts, grads.tolist(), self.numel, strict=True)
+        ):
+            stat.measured = k in self.grad_sq
+            stat.act_rms, stat.grad_sq = (a / n) ** 0.5 if n else float("nan"), g
+            stat.grad_rms = (g / n) ** 0.5 if n else float("nan")
         for here, nxt in zip(self.layers, self.layers[1:], strict=False):
             here.gain = here.grad_sq / nxt.grad_sq if nxt.grad_sq > 0 else float("nan")
         return self.layers
+
+
+def _sequence(module: nn.Module, output: Any) -> tuple[torch.Tensor, int]:
+    """A recurrent layer's output sequence (a PackedSequence's data) and its number of steps."""
+    if isinstance(output, nn.utils.rnn.PackedSequence):
+        return output.data.detach(), len(output.batch_sizes)
+    if output.dim() == 2:  # unbatched: (steps, features)
+        return output.detach(), int(output.shape[0])
+    return output.detach(), int(output.shape[1 if getattr(module, "batch_first", False) else 0])
 
 
 def _probe_loss(outs: list[torch.Tensor], gen: torch.Generator) -> torch.Tensor:

@@ -95,15 +95,28 @@ def _horizon(rho: float) -> float:
     return math.log(HORIZON_RATIO) / math.log(rho)
 
 
-def recurrent_info(name: str, module: nn.Module, output: torch.Tensor) -> dict[str, Any]:
-    """Spectral radii at init and the implied horizon of one recurrent layer (last layer)."""
+def recurrent_info(
+    name: str, module: nn.Module, output: torch.Tensor, steps: int | None = None
+) -> dict[str, Any]:
+    """Spectral radii at init and the implied horizon of one recurrent layer (last layer).
+
+    ``output`` is the layer's output sequence (for a PackedSequence, its ``.data``); ``steps``
+    its length (read from ``output``'s shape when not given). With ``proj_size`` (an LSTM
+    with projections) a gate's recurrent matrix is ``W_hr W_h·`` (proj_size × proj_size).
+    """
     kind = type(module).__name__
     layers = int(getattr(module, "num_layers", 1))
     w = getattr(module, f"weight_hh_l{layers - 1}").detach().double().cpu()
     gates = {"LSTM": 4, "GRU": 3}.get(kind, 1)
-    hidden = w.shape[1]
-    radii = [float(torch.linalg.eigvals(b[:, :hidden]).abs().max()) for b in w.chunk(gates)]
-    steps = int(output.shape[1] if getattr(module, "batch_first", False) else output.shape[0])
+    hidden = int(getattr(module, "hidden_size", w.shape[1]))
+    proj = getattr(module, f"weight_hr_l{layers - 1}", None) if kind == "LSTM" else None
+    blocks = list(w.chunk(gates))
+    if isinstance(proj, torch.Tensor):  # h = W_hr (o ⊙ tanh c): the loop goes through W_hr
+        w_hr = proj.detach().double().cpu()
+        blocks = [w_hr @ b for b in blocks]
+    radii = [float(torch.linalg.eigvals(b[:, : b.shape[0]]).abs().max()) for b in blocks]
+    if steps is None:
+        steps = int(output.shape[1] if getattr(module, "batch_first", False) else output.shape[0])
     info: dict[str, Any] = {
         "layer": name,
         "kind": kind,

@@ -4,8 +4,8 @@
 >>> from gradientflow.preflight import preflight
 >>> from gradientflow.demo import mlp
 >>> pf = preflight(mlp(), torch.randn(64, 64))
->>> pf.healthy, [f.kind for f in pf.findings][:1]
-(False, ['vanishing'])
+>>> pf.healthy, pf.verdict, [f.kind for f in pf.findings][:1]
+(False, 'unhealthy', ['vanishing'])
 >>> print(str(pf).splitlines()[0])
 Preflight of Sequential: 20 weight layers, probe batch of 64, random output probe.
 """
@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradientflow.diagnosis.findings import Finding, severity_rank
+from gradientflow.diagnosis.findings import Finding, Verdict, severity_rank
 from gradientflow.jsonsafe import json_safe
 from gradientflow.preflight.measure import LayerStat
 from gradientflow.preflight.verdict import Prediction, fmt
@@ -35,7 +35,9 @@ class Preflight:
     * ``measured_chi1``: the geometric mean of the measured gains past the first third;
     * ``jacobian``: the first example's input–output Jacobian singular values, or None;
     * ``recurrent``: spectral radius and horizon per RNN/LSTM/GRU layer;
-    * ``findings``: the verdict, as the diagnosis' Findings (flow first, then the lint).
+    * ``findings``: the verdict, as the diagnosis' Findings (flow first, then the lint);
+    * ``reason``: why the flow could not be judged (fewer than two weight layers measured), as
+      a diagnosis' ``reason``: the verdict is then ``"unknown"``, not ``"healthy"``.
     """
 
     model: str
@@ -48,6 +50,7 @@ class Preflight:
     recurrent: list[dict[str, Any]] = field(default_factory=list)
     batch: int | None = None
     probe: str = "random output probe"
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=lambda f: -severity_rank(f.severity))
@@ -73,9 +76,17 @@ class Preflight:
         return len(self.layers)
 
     @property
+    def verdict(self) -> Verdict:
+        """``"unhealthy"`` with a finding at warning or above; else ``"unknown"`` when the flow
+        could not be judged (see ``reason``); else ``"healthy"`` (as a Diagnosis)."""
+        if any(f.severity != "info" for f in self.findings):
+            return "unhealthy"
+        return "unknown" if self.reason else "healthy"
+
+    @property
     def healthy(self) -> bool:
-        """True when no finding is a warning or critical."""
-        return all(f.severity == "info" for f in self.findings)
+        """True when no finding is a warning or critical and the flow could be judged."""
+        return self.verdict == "healthy"
 
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -88,6 +99,8 @@ class Preflight:
             "batch": self.batch,
             "probe": self.probe,
             "healthy": self.healthy,
+            "verdict": self.verdict,
+            "reason": self.reason,
             "chi1": p.chi1,
             "measured_chi1": self.measured_chi1,
             "depth_scale": self.depth_scale,
@@ -120,6 +133,12 @@ class Preflight:
 
     def _extra_lines(self) -> list[str]:
         lines = []
+        if self.reason:
+            lines.append(f"  not judged: {self.reason}")
+        missed = [s.name for s in self.layers if not s.measured]
+        if missed:
+            names = ", ".join(repr(n) for n in missed[:5]) + (", ..." if len(missed) > 5 else "")
+            lines.append(f"  not measured (no gradient reached them): {names}")
         if self.first_to_last is not None:
             lines.append(f"  first/last ‖∂L/∂s‖: {fmt(self.first_to_last)}")
         if self.jacobian is not None:
@@ -151,9 +170,10 @@ class Preflight:
                 continue
             s = self.layers[i]
             gain = fmt(s.gain) if math.isfinite(s.gain) else "-"
+            grad = fmt(s.grad_rms) if s.measured else "-"
             rows.append(
                 f"  {s.name[:18]:<18} {s.kind[:8]:<8} {(s.link or '-')[:10]:<10} "
-                f"{s.sigma_w2:>6.3g} {fmt(s.act_rms):>8} {fmt(s.grad_rms):>10} {gain:>7}"
+                f"{s.sigma_w2:>6.3g} {fmt(s.act_rms):>8} {grad:>10} {gain:>7}"
             )
         return rows
 
@@ -165,7 +185,9 @@ class Preflight:
             *self._extra_lines(),
             *self._table(),
         ]
-        if not self.findings:
+        if self.verdict == "unknown":
+            lines.append(f"Not judged: {self.reason}.")
+        elif not self.findings:
             lines.append("No problem found at init.")
         for f in self.findings:
             lines.append(f"[{f.severity}] {f.kind}: {f.message}")

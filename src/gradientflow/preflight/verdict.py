@@ -121,14 +121,57 @@ def measured_chi1(stats: list[LayerStat]) -> float | None:
     return float(np.exp(np.log(gains).mean())) if gains.size >= 2 else None
 
 
+def _reached(stats: list[LayerStat]) -> list[LayerStat]:
+    """The layers the backward pass reached (a gradient was measured there)."""
+    return [s for s in stats if s.measured]
+
+
 def first_to_last(stats: list[LayerStat]) -> float | None:
-    """‖∂L/∂s‖ at the first weight layer over that at the last one."""
-    if len(stats) < 2:
+    """‖∂L/∂s‖ at the first weight layer over that at the last one (of those measured)."""
+    reached = _reached(stats)
+    if len(reached) < 2:
         return None
-    first, last = stats[0].grad_sq, stats[-1].grad_sq
+    first, last = reached[0].grad_sq, reached[-1].grad_sq
     if not (math.isfinite(first) and math.isfinite(last)) or not last > 0:
         return None
     return math.sqrt(first / last)
+
+
+def not_judged(stats: list[LayerStat]) -> str | None:
+    """Why the flow cannot be judged from this measurement (None when it can).
+
+    The flow is a ratio of gradients at two weight layers: a model with fewer than two
+    measured is not healthy, it is not judged (as a diagnosis of an empty trace).
+
+    >>> not_judged([])[:32]
+    'no weight layer has been measured'
+    """
+    if not stats:
+        return (
+            "no weight layer has been measured: preflight follows nn.Linear, nn.Bilinear and "
+            "nn.Conv/ConvTranspose 1d-3d modules (and their subclasses); a custom layer that "
+            "calls F.linear or F.conv itself is not seen"
+        )
+    if len(stats) < 2:
+        return (
+            f"only one weight layer ('{stats[0].name}') has been measured: the flow is a ratio "
+            "of the gradients at two layers at least"
+        )
+    reached = _reached(stats)
+    if len(reached) < 2:
+        missed = [s.name for s in stats if not s.measured]
+        names = ", ".join(repr(n) for n in missed[:5]) + (", ..." if len(missed) > 5 else "")
+        return (
+            f"the backward pass reached {len(reached)} of the {len(stats)} weight layers (no "
+            f"gradient at {names}: frozen, or the loss does not depend on them); the flow is "
+            "a ratio of the gradients at two layers at least"
+        )
+    if all(math.isfinite(s.grad_sq) for s in reached) and not reached[-1].grad_sq > 0:
+        return (
+            f"the gradient at the last measured layer ('{reached[-1].name}') is exactly 0: "
+            "there is no first/last ratio to judge"
+        )
+    return None
 
 
 def _remedies(kind: str, activation: str | None) -> list[str]:
@@ -152,11 +195,14 @@ def _severity(kind: str, ratio: float | None, depth: int, limit: float | None) -
 
 
 def _text(kind: str, ev: dict[str, Any]) -> str:
-
     verb = "shrinks" if kind == "vanishing" else "grows"
+    gain = ev["per_layer_gain"]
+    if gain is not None:
+        how = f"each layer multiplies its squared norm by about {fmt(gain)}, so after "
+    else:  # no per-layer estimate: the measured ratio alone
+        how = "after "
     parts = [
-        f"At this init the gradient {verb} on its way to the input: each layer multiplies its "
-        f"squared norm by about {fmt(ev['per_layer_gain'])}, so after {ev['depth'] - 1} layers "
+        f"At this init the gradient {verb} on its way to the input: {how}{ev['span']} layers "
         f"the first layer ('{ev['first_layer']}') gets {fmt(ev['first_to_last'])} of the "
         f"gradient the last layer ('{ev['last_layer']}') gets."
     ]
@@ -177,17 +223,25 @@ def _text(kind: str, ev: dict[str, Any]) -> str:
 
 
 def flow_findings(stats: list[LayerStat], pred: Prediction) -> list[Finding]:
-    """Vanishing / exploding findings from the measured gradients and the prediction."""
+    """Vanishing / exploding findings from the measured gradients and the prediction.
+
+    The measured first/last ratio is judged by itself against the diagnosis' thresholds; the
+    depth criterion (deeper than 6ξ) needs a χ₁, predicted or measured, and three layers.
+    """
+    reached = _reached(stats)
     ratio, gain = first_to_last(stats), measured_chi1(stats)
     depth = len(stats)
-    chi = pred.chi1 if pred.chi1 is not None else gain
-    if ratio is None or chi is None or depth < 3:
+    if ratio is None:
         return []
-    xi = theory.depth_scale(chi) if chi > 0 else 0.0
-    limit = DEPTH_SCALES * xi
-    kind = "vanishing" if ratio < 1 or (ratio == 1 and chi < 1) else "exploding"
-    if (kind == "vanishing") != (chi < 1):
-        limit = math.inf  # the depth criterion only in the direction the gain points
+    chi = pred.chi1 if pred.chi1 is not None else gain
+    if depth < 3:
+        chi = None
+    kind = "vanishing" if ratio < 1 or (ratio == 1 and chi is not None and chi < 1) else "exploding"
+    xi, limit = None, math.inf
+    if chi is not None:
+        xi = theory.depth_scale(chi) if chi > 0 else 0.0
+        if (kind == "vanishing") == (chi < 1):  # the depth criterion only where the gain points
+            limit = DEPTH_SCALES * xi
     severity = _severity(kind, ratio, depth, limit)
     if severity is None:
         return []
@@ -195,8 +249,9 @@ def flow_findings(stats: list[LayerStat], pred: Prediction) -> list[Finding]:
         "first_to_last": ratio,
         "per_layer_gain": gain if gain is not None else chi,
         "depth": depth,
-        "first_layer": stats[0].name,
-        "last_layer": stats[-1].name,
+        "span": stats.index(reached[-1]) - stats.index(reached[0]),
+        "first_layer": reached[0].name,
+        "last_layer": reached[-1].name,
         "depth_scale": xi,
         "max_trainable_depth": limit if math.isfinite(limit) else None,
         "chi1": pred.chi1,
@@ -204,16 +259,22 @@ def flow_findings(stats: list[LayerStat], pred: Prediction) -> list[Finding]:
         "sigma_w2": pred.sigma_w2,
         "sigma_b2": pred.sigma_b2,
     }
-    blamed = [s.name for s in stats if s.grad_sq < WARNING_RATIO**2 * stats[-1].grad_sq]
+    last = reached[-1].grad_sq
+    blamed = [s.name for s in reached if s.grad_sq < WARNING_RATIO**2 * last]
     if kind == "exploding":
-        blamed = [s.name for s in stats if s.grad_sq > stats[-1].grad_sq / WARNING_RATIO**2]
+        blamed = [s.name for s in reached if s.grad_sq > last / WARNING_RATIO**2]
     remedies = _remedies(kind, ev["activation"])
-    return [Finding(kind, severity, blamed or [stats[0].name], ev, _text(kind, ev), remedies)]
+    return [Finding(kind, severity, blamed or [reached[0].name], ev, _text(kind, ev), remedies)]
 
 
 def nonfinite_findings(stats: list[LayerStat], output_finite: bool) -> list[Finding]:
-    """NaN/Inf in the output or a layer's gradient at init."""
-    bad = [s.name for s in stats if not (math.isfinite(s.grad_sq) and math.isfinite(s.act_rms))]
+    """NaN/Inf in the output, a layer's output or a measured gradient at init (a layer the
+    backward pass did not reach is not measured, not non-finite)."""
+    bad = [
+        s.name
+        for s in stats
+        if not math.isfinite(s.act_rms) or (s.measured and not math.isfinite(s.grad_sq))
+    ]
     if output_finite and not bad:
         return []
     where = f"layers {', '.join(repr(b) for b in bad[:5])}" if bad else "the output"
