@@ -68,3 +68,43 @@ def test_report_keeps_the_trial_and_prescriptions_saved_beside_the_run(
     assert main(["report", str(saved_run)]) == 0
     assert "id='trial'" not in (saved_run / "report.html").read_text()
     assert "trial.json left out" in capsys.readouterr().err
+
+
+def test_report_counts_an_infinite_nonfinite_count_without_crashing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for counts, shown in (([[float("inf"), 0.0]], "inf"), ([[1e308, 1e308]], "inf")):
+        trace = Trace.build(["a", "b"], steps=[0], grad_norm=[[1.0, 1.0]], nonfinite=counts)
+        run_dir = trace.save(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+        assert main(["report", str(run_dir)]) == 0
+        assert "Traceback" not in capsys.readouterr().err
+        text = (run_dir / "report.html").read_text()
+        assert f"{shown} non-finite gradient entries" in text
+
+
+def test_report_of_a_damaged_run_says_how_many_records_were_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from torch import nn
+
+    import gradientflow
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    run_dir = tmp_path / "run"
+    with gradientflow.watch(model, opt, log_dir=run_dir, flush_every=10) as mon:
+        for _ in range(30):
+            opt.zero_grad()
+            loss = model(torch.randn(16, 4)).pow(2).mean()
+            loss.backward()
+            mon.log(loss=loss)
+            opt.step()
+    chunk = sorted((run_dir / "chunks").iterdir())[1]
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    assert main(["report", str(run_dir), "--skip-damaged"]) == 0
+    capsys.readouterr()
+    text = (run_dir / "report.html").read_text()
+    assert "20 recorded steps" in text and "10 records lost on load" in text
+    assert "00000001.npz" in text  # which file, in the run details

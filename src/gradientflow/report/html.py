@@ -16,9 +16,10 @@ True
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ color:#1d232b;line-height:1.45}
 main{max-width:1000px;margin:0 auto;padding:24px 28px 48px;background:#fff}
 h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.25em;margin:28px 0 10px;
 border-bottom:1px solid #e3e6ea;padding-bottom:4px}
-.run{color:#3b4652;margin:0}.muted{color:#6b7785;font-size:.9em;margin:2px 0}
+.run{color:#3b4652;margin:0}.lost{color:#b03a2e}.muted{color:#6b7785;font-size:.9em;margin:2px 0}
 .verdict{border-radius:8px;padding:12px 18px;margin:18px 0;border-left:8px solid}
 .verdict h2{border:0;margin:4px 0;padding:0;font-size:1.35em}.verdict p{margin:4px 0}
 .sev-critical{background:#fdecea;border-color:#c0392b}.sev-warning{background:#fef5e7;
@@ -180,14 +181,20 @@ def run_line(trace: Trace) -> str:
         f"{n_params:,} parameters",
         f"{trace.n_records} recorded steps ({span})",
     ]
-    nonfinite = int(np.nansum(trace.metrics["nonfinite"]))
-    if nonfinite:
+    nonfinite = _count(trace.metrics["nonfinite"])
+    if nonfinite != "0":
         bits.append(f"{nonfinite} non-finite gradient entries")
+    lost = trace.meta.get("lost_on_load")
+    problems: list[Any] = []
+    if isinstance(lost, Mapping):
+        bits.append(f"<b class='lost'>{esc(_lost_text(lost))}</b>")
+        problems = list(lost.get("problems") or [])
     meta = [
         f"<li><b>{esc(k)}</b>: {esc(short(v, 300))}</li>"
         for k, v in trace.meta.items()
         if isinstance(v, str | int | float | bool)
     ]
+    meta += [f"<li><b>lost on load</b>: {esc(short(p, 300))}</li>" for p in problems[:20]]
     details = (
         f"<details class='run-meta'><summary>run details</summary><ul>{''.join(meta)}</ul>"
         "</details>"
@@ -195,6 +202,31 @@ def run_line(trace: Trace) -> str:
         else ""
     )
     return "<p class='run'>" + " · ".join(bits) + "</p>" + details
+
+
+def _count(values: Any) -> str:
+    """The sum of a count column as a whole number, NaN (not measured) left out; ``"inf"`` when
+    a count is infinite or the sum passes what a float holds.
+
+    >>> _count([[1.0, float("nan")], [2.0, 0.0]]), _count([[float("inf"), 1.0]])
+    ('3', 'inf')
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.nansum(arr)) if arr.size else 0.0
+    return str(int(total)) if math.isfinite(total) else "inf"
+
+
+def _lost_text(lost: Mapping[str, Any]) -> str:
+    """What ``Trace.load(..., damaged="skip")`` lost (``meta["lost_on_load"]``), in words."""
+    records = lost.get("records", 0)
+    text = f"{records} record{'' if records == 1 else 's'} lost on load"
+    problems = lost.get("problems") or []
+    if problems:
+        text += f" ({len(problems)} file(s) missing or damaged"
+        unknown = lost.get("chunks_of_unknown_size") or 0
+        text += f", {unknown} of unknown size)" if unknown else ")"
+    return text
 
 
 def _first_name(prescriptions: Iterable[Any] | None) -> str | None:
