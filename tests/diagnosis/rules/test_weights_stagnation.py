@@ -61,6 +61,20 @@ def test_plateau_while_high_is_a_warning_pointing_at_the_signal() -> None:
     assert f.evidence["total_improvement"] == pytest.approx((start - 2.0) / start)
 
 
+def test_stagnation_without_measured_updates_claims_nothing_about_them() -> None:
+    """rel_update never measured: evidence null (not NaN), no "weights do move" claim."""
+    import json
+
+    t = Trace.build(
+        ["fc0", "fc1", "fc2"], steps=range(40), grad_norm=[[1.0] * 3] * 40, loss=[2.302585] * 40
+    )
+    [f] = stagnation.rule(t)
+    assert f.evidence["largest_rel_update"] is None
+    assert json.loads(json.dumps(f.to_dict()))["evidence"]["largest_rel_update"] is None
+    assert "nan" not in f.message and "do move" not in f.message
+    assert "not measured" in f.message and f.remedies[-1] == "raise_lr"
+
+
 @pytest.mark.parametrize(
     "loss",
     [

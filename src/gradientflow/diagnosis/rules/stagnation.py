@@ -101,13 +101,13 @@ def _progress(trace: Trace) -> dict[str, Any] | None:
     }
 
 
-def _largest_update(trace: Trace) -> float:
-    """The largest per-layer median relative update (NaN if never measured)."""
+def _largest_update(trace: Trace) -> float | None:
+    """The largest per-layer median relative update (None if never measured)."""
     layers = trainable_layers(trace)
     rows = np.arange(trace.n_records)
     rel = median_profile(trace, "rel_update", rows)[layers]
     rel = rel[np.isfinite(rel)]
-    return float(np.max(rel)) if rel.size else float("nan")
+    return float(np.max(rel)) if rel.size else None
 
 
 def rule(trace: Trace) -> list[Finding]:
@@ -137,7 +137,14 @@ def rule(trace: Trace) -> list[Finding]:
         + "."
     )
     layers = trainable_layers(trace)
-    if np.isfinite(upd) and upd < TINY_UPDATE:
+    if upd is None:
+        msg += (
+            " The weight updates were not measured (no rel_update), so whether the learning "
+            "rate is too small cannot be told: see the other findings (vanishing gradients, "
+            "saturated or dead units) for a poor signal, and try a larger learning rate."
+        )
+        remedies = [*remedies_for_activation(dominant_activation(trace, layers)), "raise_lr"]
+    elif upd < TINY_UPDATE:
         msg += (
             f" Each step changes the weights by at most {fmt(upd)} of their size, in every "
             "layer: the learning rate looks too small."
