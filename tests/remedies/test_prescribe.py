@@ -89,3 +89,27 @@ def test_healthy_diagnosis_gets_nothing_and_bad_input_errors() -> None:
     assert prescribe(Diagnosis([_finding("vanishing", "info", ["add_batchnorm"])]), mlp()) == []
     with pytest.raises(GradientFlowError, match=r"expected a Diagnosis and an nn.Module"):
         prescribe("diagnosis", mlp())
+
+
+def test_limit_must_be_a_whole_number_at_least_0() -> None:
+    d = Diagnosis([_finding("vanishing", "critical", ["swap_activation:relu", "add_batchnorm"])])
+    assert [r.name for r in prescribe(d, mlp(), limit=1)] == ["swap_activation:relu"]
+    assert prescribe(d, mlp(), limit=0) == []
+    for limit in (-1, 2.5, "3", True):
+        with pytest.raises(GradientFlowError, match=r"`limit` must be a whole number >= 0"):
+            prescribe(d, mlp(), limit=limit)  # type: ignore[arg-type]
+
+
+def test_a_finding_naming_only_unknown_remedies_is_an_error_not_healthy() -> None:
+    d = Diagnosis([_finding("vanishing", "critical", ["swap_activatoin:relu"])])
+    with pytest.raises(GradientFlowError, match=r"did you mean 'swap_activation:relu'"):
+        prescribe(d, mlp())
+    # one known name among unknown ones is enough; an info finding is not looked at
+    mixed = Diagnosis([_finding("vanishing", "critical", ["nope", "add_batchnorm"])])
+    assert [r.name for r in prescribe(mixed, mlp())] == ["add_batchnorm"]
+    assert prescribe(Diagnosis([_finding("vanishing", "info", ["nope"])]), mlp()) == []
+
+
+def test_an_unknown_severity_is_an_error_naming_it() -> None:
+    with pytest.raises(GradientFlowError, match=r"severity must be one of .*got 'severe'"):
+        _finding("vanishing", "severe", [])

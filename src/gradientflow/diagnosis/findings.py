@@ -39,6 +39,15 @@ class Finding:
     message: str
     remedies: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.severity not in _RANK:
+            from gradientflow.errors import GradientFlowError
+
+            raise GradientFlowError(
+                f"Finding {self.kind!r}: severity must be one of {list(SEVERITIES)}, "
+                f"got {self.severity!r}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

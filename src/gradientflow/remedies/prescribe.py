@@ -24,6 +24,8 @@ Remedies that do not apply to the model (no ``nn.RNN`` for ``to_lstm``, no Seque
 
 from __future__ import annotations
 
+import difflib
+
 from torch import nn
 
 from gradientflow.diagnosis.findings import Diagnosis
@@ -62,13 +64,18 @@ def prescribe(diagnosis: Diagnosis, model: nn.Module, *, limit: int | None = Non
     """Remedies for ``diagnosis`` that apply to ``model``, best first.
 
     Each returned :class:`Remedy` carries ``why`` (the findings that point to it, in words),
-    ``findings`` (their kinds) and ``score``. ``limit`` keeps only the first few.
-    A healthy diagnosis (no warning or critical finding) gets an empty list.
+    ``findings`` (their kinds) and ``score``. ``limit`` (a whole number >= 0) keeps only the
+    first few. A healthy diagnosis (no warning or critical finding) gets an empty list; a
+    warning or critical finding whose remedy names are all unknown (a typo) is an error.
     """
     if not isinstance(diagnosis, Diagnosis) or not isinstance(model, nn.Module):
         raise GradientFlowError(
             "prescribe(diagnosis, model): expected a Diagnosis and an nn.Module, got "
             f"{type(diagnosis).__name__} and {type(model).__name__}"
+        )
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise GradientFlowError(
+            f"prescribe(): `limit` must be a whole number >= 0 (or None for all), got {limit!r}"
         )
     scores: dict[str, float] = {}
     reasons: dict[str, list[str]] = {}
@@ -77,6 +84,11 @@ def prescribe(diagnosis: Diagnosis, model: nn.Module, *, limit: int | None = Non
     for f in findings:
         weight = SEVERITY_WEIGHT.get(f.severity, 0.0)
         names = list(f.remedies) or DEFAULTS.get(f.kind, [])
+        if f.remedies and f.severity != "info" and not any(n in REGISTRY for n in names):
+            raise GradientFlowError(
+                f"prescribe(): the {f.severity} finding {f.kind!r} names only unknown remedies "
+                f"{names}{_close(names)}; the registered ones are {sorted(REGISTRY)}"
+            )
         for pos, name in enumerate(names):
             if name not in REGISTRY:
                 continue
@@ -97,6 +109,15 @@ def prescribe(diagnosis: Diagnosis, model: nn.Module, *, limit: int | None = Non
             continue
         out.append(remedy.with_evidence("; ".join(reasons[name]), kinds[name], scores[name]))
     return out[:limit] if limit is not None else out
+
+
+def _close(names: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the first name close to a registered one."""
+    for name in names:
+        match = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        if match:
+            return f" (did you mean {match[0]!r}?)"
+    return ""
 
 
 def not_applicable(diagnosis: Diagnosis, model: nn.Module) -> dict[str, str]:
