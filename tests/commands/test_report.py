@@ -108,3 +108,23 @@ def test_report_of_a_damaged_run_says_how_many_records_were_lost(
     text = (run_dir / "report.html").read_text()
     assert "20 recorded steps" in text and "10 records lost on load" in text
     assert "00000001.npz" in text  # which file, in the run details
+
+
+def test_report_grammar_quoted_tensorboard_command_and_no_none_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One layer and one step are singular; the TensorBoard command printed can be pasted
+    into a shell; evidence never measured (None) is left out, as in the terminal."""
+    from gradientflow.diagnosis.findings import Finding
+    from gradientflow.report.html_findings import finding_block
+
+    trace = Trace.build(["fc"], steps=[0], grad_norm=[[1.0]])
+    run_dir = trace.save(tmp_path / "run")
+    tb = tmp_path / "tb dir; x"
+    assert main(["report", str(run_dir), "--tensorboard", str(tb)]) == 0
+    out = capsys.readouterr().out
+    assert f"tensorboard --logdir '{tb}'" in out
+    text = (run_dir / "report.html").read_text()
+    assert "1 layer ·" in text and "1 recorded step (" in text
+    block = finding_block(Finding("stagnation", "warning", ["fc"], {"a": None, "b": 1.5}, "m"))
+    assert "None" not in block and "b = 1.5" in block and "a =" not in block

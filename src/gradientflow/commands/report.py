@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
     plots_note()
     if args.tensorboard:
         write_tensorboard(trace, args.tensorboard, diagnosis)
-        print(
-            f"tensorboard: {args.tensorboard}  (view with: tensorboard --logdir {args.tensorboard})"
-        )
+        shown = shlex.quote(args.tensorboard)
+        print(f"tensorboard: {args.tensorboard}  (view with: tensorboard --logdir {shown})")
     return 0

@@ -32,6 +32,7 @@ from gradientflow.report.html_findings import (
     as_mapping,
     esc,
     findings_html,
+    plural,
     prescriptions_html,
     verdict_html,
 )
@@ -177,9 +178,9 @@ def run_line(trace: Trace) -> str:
     span = f"steps {int(steps[0])}–{int(steps[-1])}" if steps.size else "no steps"
     n_params = sum(int(x.n_params) for x in trace.layers)
     bits = [
-        f"{trace.n_layers} layers",
-        f"{n_params:,} parameters",
-        f"{trace.n_records} recorded steps ({span})",
+        plural(trace.n_layers, "layer"),
+        plural(n_params, "parameter"),
+        f"{plural(trace.n_records, 'recorded step')} ({span})",
     ]
     nonfinite = _count(trace.metrics["nonfinite"])
     if nonfinite != "0":
@@ -220,7 +221,7 @@ def _count(values: Any) -> str:
 def _lost_text(lost: Mapping[str, Any]) -> str:
     """What ``Trace.load(..., damaged="skip")`` lost (``meta["lost_on_load"]``), in words."""
     records = lost.get("records", 0)
-    text = f"{records} record{'' if records == 1 else 's'} lost on load"
+    text = f"{plural(records, 'record')} lost on load"
     problems = lost.get("problems") or []
     if problems:
         text += f" ({len(problems)} file(s) missing or damaged"

@@ -26,7 +26,13 @@ import numpy as np
 from gradientflow._format import sig3
 from gradientflow.report.html import CSS, run_line
 from gradientflow.report.html_data import CAPTIONS, figure_to_img, layer_table_html
-from gradientflow.report.html_findings import esc, finding_block, findings_html, verdict_html
+from gradientflow.report.html_findings import (
+    esc,
+    finding_block,
+    findings_html,
+    plural,
+    verdict_html,
+)
 
 if TYPE_CHECKING:
     from gradientflow.diagnosis.findings import Diagnosis, Finding
@@ -184,7 +190,8 @@ def trial_html(table: Any) -> str:
         f"<li><code>{esc(r.name)}</code>: {esc(r.error)}</li>" for r in table if r.error
     )
     return fragment(
-        f"<h2>Trial: baseline and {max(len(table) - 1, 0)} remedies, best first</h2>",
+        f"<h2>Trial: baseline and {plural(max(len(table) - 1, 0), 'remedy', 'remedies')}, "
+        "best first</h2>",
         f"<figure>{chart}</figure>" if chart else "",
         _table(head, rows, text_columns=1, last_text=True),
         f"<p>Errors:</p><ul>{errors}</ul>" if errors else "",
