@@ -156,6 +156,16 @@ def test_a_preflight_in_a_notebook() -> None:
     assert f"<td>{pf.layers[0].sigma_w2:.3g}</td>" in table
 
 
+def test_a_preflight_that_could_not_judge_is_not_healthy_in_a_notebook() -> None:
+    from gradientflow.preflight import preflight
+
+    pf = preflight(torch.nn.Sequential(torch.nn.Linear(8, 2)), torch.randn(16, 8))
+    assert pf.verdict == "unknown" and pf.reason
+    html = pf._repr_html_()
+    _check_fragment(html)
+    assert "Healthy" not in html and "Unknown" in html
+
+
 def test_a_trial_table_in_a_notebook() -> None:
     rows = [
         TrialRow("baseline", lr=0.05, final_loss=2.3, best_loss=2.2, grad_ratio=1e-16),

@@ -45,6 +45,28 @@ def test_recipe_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert doc["chi1"] == pytest.approx(1.0, abs=0.2)
 
 
+def test_recipe_with_a_train_step_and_no_loss_fn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # its batches are (x, y) pairs, but without a loss_fn the probe cannot use y: preflight
+    # runs on x with its own probe loss instead of refusing a target without a loss_fn
+    recipe = tmp_path / "r.py"
+    recipe.write_text(
+        "import torch\nfrom torch import nn\n"
+        "def recipe():\n"
+        "    torch.manual_seed(0)\n"
+        "    m = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),\n"
+        "                      nn.Linear(32, 3))\n"
+        "    data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]\n"
+        "    step = lambda model, b: nn.functional.cross_entropy(model(b[0]), b[1])\n"
+        "    return {'model': m, 'batches': data, 'train_step': step}\n"
+    )
+    args = _parse([f"{recipe}:recipe", "--json"])
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["depth"] == 3 and doc["probe"] != "loss_fn"
+
+
 def test_bad_recipe_is_a_clear_error() -> None:
     args = _parse(["nowhere.py:recipe"])
     with pytest.raises(GradientFlowError, match="file not found"):

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     recipe, source = _load(args.recipe)
     x, y = _first_batch(recipe, source)
     loss_fn = recipe.loss_fn if y is not None else None
-    pf = preflight(recipe.model, x, loss_fn, y, seed=args.seed)
+    # a recipe with a train_step and no loss_fn: the probe loss is preflight's own (no target)
+    pf = preflight(recipe.model, x, loss_fn, y if loss_fn is not None else None, seed=args.seed)
     if args.json:
         doc = pf.to_dict()
         doc["source"] = source

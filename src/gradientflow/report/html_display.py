@@ -141,7 +141,7 @@ def preflight_html(preflight: Preflight, notes: Sequence[str]) -> str:
     findings and the per-layer table."""
     from gradientflow.diagnosis.findings import Diagnosis
 
-    diagnosis = Diagnosis(list(preflight.findings))
+    diagnosis = Diagnosis(list(preflight.findings), reason=preflight.reason)
     head = (
         f"Preflight of {esc(preflight.model)}: {preflight.depth} weight layers, probe batch of "
         f"{esc(preflight.batch)}, {esc(preflight.probe)}."
