@@ -122,17 +122,7 @@ STATED_SPREAD: dict[str, str] = {
 #: tests/lab/test_docs.py fails unless each of these misses in the committed full results and
 #: every other miss there is one STATED_SPREAD allows (on fewer than half the seeds); the
 #: opt-in full-lab test accepts a miss only from these two lists.
-FULL_MISSES: dict[str, str] = {
-    "trainability": "preflight's 6ξ agrees with the training on 82-86% of the 63 cells (0.825, "
-    "0.857 and 0.841 on seeds 0-2: the criterion is 85%; the majority-class guess gets 52%). "
-    "The misses are of the same two kinds on every seed: shallow nets deep in the ordered or "
-    "the chaotic phase (depth 8 at σ_w² 0.4 and 16, depth 16 at 0.7 and 8, depth 32 at 1.0) "
-    "train although they are deeper than 6ξ, and deep nets near the critical point (depth "
-    "48-96 at σ_w² 1.4-2.5), which 6ξ calls trainable, do not reach 50% test accuracy within "
-    "the lab's 1000 steps at lr 0.01. 6ξ is the paper's empirical edge for its own, much "
-    "longer trainings on MNIST and CIFAR-10; at this budget it is a rough guide, not a sharp "
-    "boundary, and the lab does not move the criterion to fit it",
-}
+FULL_MISSES: dict[str, str] = {}
 
 #: README's headline per experiment: (measured path, what it is, the literature)
 HEADLINES: dict[str, tuple[str, str, str]] = {
