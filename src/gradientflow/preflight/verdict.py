@@ -143,7 +143,7 @@ def not_judged(stats: list[LayerStat]) -> str | None:
     The flow is a ratio of gradients at two weight layers: a model with fewer than two
     measured is not healthy, it is not judged (as a diagnosis of an empty trace).
 
-    >>> not_judged([])[:32]
+    >>> not_judged([])[:33]
     'no weight layer has been measured'
     """
     if not stats:
