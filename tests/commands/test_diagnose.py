@@ -78,6 +78,18 @@ def test_demo_text_out_dir_fail_on_and_show(
     saved = json.loads((out / "diagnosis.json").read_text())
     assert saved["findings"] == doc["findings"]
 
+    # the prescriptions are saved beside it, and `report DIR` (no model) writes them again
+    names = [r["name"] for r in json.loads((out / "prescriptions.json").read_text())]
+    assert "swap_activation:relu" in names
+    html_before = report[report.index("id='prescriptions'") :]
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    html_after = (out / "report.html").read_text()
+    assert (
+        html_after[html_after.index("id='prescriptions'") :].split("</ol>")[0]
+        == (html_before.split("</ol>")[0])
+    )
+
     assert main(["diagnose", "--steps", "5", "--out", str(out)]) == 2
     assert "already holds a saved run" in capsys.readouterr().err
 

@@ -63,6 +63,14 @@ def test_report_keeps_the_trial_and_prescriptions_saved_beside_the_run(
     text = (saved_run / "report.html").read_text()
     assert "id='trial'" in text and "id='prescriptions'" not in text
     assert "no prescriptions" in capsys.readouterr().err
+    # prescriptions.json (diagnose --out writes it) gives them back after --trial-remedies too
+    remedy = {"name": "swap_activation:relu", "why": "saved beside the run"}
+    (saved_run / "prescriptions.json").write_text(json.dumps([remedy]))
+    assert main(["report", str(saved_run)]) == 0
+    text = (saved_run / "report.html").read_text()
+    assert "id='trial'" in text and "saved beside the run" in text
+    assert "no prescriptions" not in capsys.readouterr().err
+    (saved_run / "prescriptions.json").unlink()
     # a damaged trial.json is left out with a note, the report still written
     (saved_run / "trial.json").write_text("{not json")
     assert main(["report", str(saved_run)]) == 0

@@ -65,7 +65,8 @@ def register(sub: Any) -> None:
         "--out",
         metavar="DIR",
         default=None,
-        help="save the trace, diagnosis.json and report.html to DIR (read back with `show DIR`)",
+        help="save the trace, diagnosis.json, prescriptions.json and report.html to DIR (read "
+        "back with `show DIR`)",
     )
     from gradientflow.commands.trial import add_trial_options
 
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             raise GradientFlowError(
                 f"--out {out_dir}: already holds a saved run; choose a new folder"
             )
-        for name in ("diagnosis.json", "report.html"):  # what --out writes beside the trace
+        # what --out writes beside the trace
+        for name in ("diagnosis.json", "prescriptions.json", "report.html"):
             if (out_dir / name).exists():
                 raise GradientFlowError(
                     f"--out {out_dir}: already holds a {name}, which this run would replace; "
@@ -186,15 +188,25 @@ def _write_report(
     from gradientflow.report.html import write_html
 
     what = "the demo, a 20-layer sigmoid MLP" if source == "demo" else source
+    prescriptions = prescribe(diagnosis, model)
+    # saved for `gradientflow report DIR`, which has the trace but not the model
+    write_file(
+        out_dir,
+        "prescriptions.json",
+        json.dumps([r.to_dict() for r in prescriptions], indent=1) + "\n",
+    )
     path = write_html(
         trace,
         out_dir / "report.html",
         diagnosis,
-        prescriptions=prescribe(diagnosis, model),
+        prescriptions=prescriptions,
         trial=table,
         title=f"gradientflow report: {what}",
     )
-    print(f"gradientflow: wrote {out_dir} (trace, diagnosis.json) and {path}", file=sys.stderr)
+    print(
+        f"gradientflow: wrote {out_dir} (trace, diagnosis.json, prescriptions.json) and {path}",
+        file=sys.stderr,
+    )
     plots_note()
 
 

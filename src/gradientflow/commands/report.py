@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 #: What a run folder holds beside its trace (``diagnose --out``, ``trial --out``): a report
 #: written over one of them would lose it, like one written over the trace's own files.
-BESIDE_THE_TRACE = ("diagnosis.json", "trial.json")
+BESIDE_THE_TRACE = ("diagnosis.json", "prescriptions.json", "trial.json")
 
 
 def refuse_run_file(out: Path, what: str) -> None:
@@ -74,15 +74,33 @@ def refuse_run_file(out: Path, what: str) -> None:
             )
 
 
+def saved_prescriptions(run_dir: Path) -> list[Any] | None:
+    """The prescriptions ``diagnose --out DIR`` saved in ``DIR/prescriptions.json`` (a list of
+    remedies as dicts), None without that file; an unreadable one is left out with a note."""
+    path = run_dir / "prescriptions.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+            raise TypeError("not a list of remedies")
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"gradientflow: note: {path} left out of the report: {exc}", file=sys.stderr)
+        return None
+    return doc
+
+
 def saved_trial(run_dir: Path) -> tuple[Any, list[Any]]:
     """The trial ``diagnose --out DIR --trial`` (or ``trial --out DIR``) saved in
-    ``DIR/trial.json`` and the prescriptions it tried, for the report to keep them: ``(None, [])``
-    without one. Prescriptions need the model, so only a trial of the prescribed remedies
-    (no ``--trial-remedies``) brings them back; a note on stderr says when they are left out.
+    ``DIR/trial.json`` and the prescriptions for the report: ``(None, [])`` without either.
+    The prescriptions are ``DIR/prescriptions.json`` (``diagnose --out`` writes it); a folder
+    without it (written before that file existed) gets the remedies a trial of the prescribed
+    remedies (no ``--trial-remedies``) tried, else a note on stderr says they are missing.
     An unreadable ``trial.json`` is left out with a note."""
+    saved = saved_prescriptions(run_dir)
     path = run_dir / "trial.json"
     if not path.is_file():
-        return None, []
+        return None, saved or []
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         rows = doc["rows"]
@@ -91,7 +109,9 @@ def saved_trial(run_dir: Path) -> tuple[Any, list[Any]]:
             raise TypeError("rows must be a list")
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         print(f"gradientflow: note: {path} left out of the report: {exc}", file=sys.stderr)
-        return None, []
+        return None, saved or []
+    if saved is not None:
+        return doc, saved
     remedies = meta.get("remedies")
     if meta.get("prescribed") and isinstance(remedies, dict):
         return doc, [r for r in remedies.values() if isinstance(r, dict)]
