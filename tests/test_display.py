@@ -87,7 +87,7 @@ def test_print_a_finding_and_a_trace() -> None:
         "0      in     Linear  2.00e-09   -           -     -",
         "1      out    Linear  2.50e-01   -           -     -",
     ]
-    assert str(Trace.build(["x"], steps=[])).startswith("Trace: 1 layers, 0 recorded steps.")
+    assert str(Trace.build(["x"], steps=[])).startswith("Trace: 1 layer, 0 recorded steps.")
 
 
 def test_a_diagnosis_and_a_finding_in_a_notebook() -> None:

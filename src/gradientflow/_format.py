@@ -152,3 +152,14 @@ def layer_list(names: Sequence[Any], limit: int = 6) -> str:
     if len(shown) <= limit:
         return ", ".join(shown)
     return f"{', '.join(shown[: limit - 1])} ... {shown[-1]} ({len(shown)} layers)"
+
+
+def plural(n: Any, word: str, words: str | None = None) -> str:
+    """``n`` and ``word``, or ``words`` (default ``word + "s"``) unless ``n`` is one; whole
+    numbers with thousands commas.
+
+    >>> plural(1, "layer"), plural(1200, "parameter"), plural(2, "remedy", "remedies")
+    ('1 layer', '1,200 parameters', '2 remedies')
+    """
+    shown = f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else str(n)
+    return f"{shown} {word if n == 1 else words or word + 's'}"

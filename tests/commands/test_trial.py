@@ -104,7 +104,7 @@ def test_trial_command_names_or_prescribes_its_remedies(
     doc = json.loads(captured.out)
     assert sorted(r["name"] for r in doc["rows"]) == ["baseline", "to_lstm"]  # best first
     assert doc["meta"]["steps"] == 10
-    assert "Trial: baseline and 1 remedies, 10 steps each" in captured.err
+    assert "Trial: baseline and 1 remedy, 10 steps each" in captured.err
     assert json.loads((tmp_path / "t" / "trial.json").read_text()) == doc
     # without --remedies: trained and diagnosed first, then the prescribed remedies are trialled
     assert main(["trial", "--steps", "5", "--diagnose-steps", "20"]) == 0  # the demo vanishes

@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradientflow._format import short
+from gradientflow._format import plural, short
 from gradientflow.errors import GradientFlowError
 from gradientflow.report.html_data import layer_table_html, plots_section, trial_section
 from gradientflow.report.html_findings import (
     as_mapping,
     esc,
     findings_html,
-    plural,
     prescriptions_html,
     verdict_html,
 )

@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradientflow._format import sig3
+from gradientflow._format import plural, sig3
 from gradientflow.report.html import CSS, run_line
 from gradientflow.report.html_data import CAPTIONS, figure_to_img, layer_table_html
 from gradientflow.report.html_findings import (
     esc,
     finding_block,
     findings_html,
-    plural,
     verdict_html,
 )
 

@@ -42,17 +42,6 @@ def as_mapping(obj: Any) -> Mapping[str, Any]:
     return {k: getattr(obj, k) for k in names if hasattr(obj, k)}
 
 
-def plural(n: Any, word: str, words: str | None = None) -> str:
-    """``n`` and ``word``, or ``words`` (default ``word + "s"``) unless ``n`` is one; whole
-    numbers with thousands commas.
-
-    >>> plural(1, "layer"), plural(1200, "parameter"), plural(2, "remedy", "remedies")
-    ('1 layer', '1,200 parameters', '2 remedies')
-    """
-    shown = f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else str(n)
-    return f"{shown} {word if n == 1 else words or word + 's'}"
-
-
 def first_sentence(text: str) -> str:
     """The text up to its first full stop (the whole text if it has none).
 

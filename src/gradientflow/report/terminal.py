@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from gradientflow._format import layer_list, number, pct, printable, sci
+from gradientflow._format import layer_list, number, pct, plural, printable, sci
 
 if TYPE_CHECKING:
     from torch import nn
@@ -302,7 +302,8 @@ def trace_text(trace: Trace) -> str:
     """
     steps = trace.steps
     span = f" (steps {int(steps[0])}-{int(steps[-1])})" if steps.size else ""
-    line = f"Trace: {trace.n_layers} layers, {trace.n_records} recorded steps{span}."
+    counts = f"{plural(trace.n_layers, 'layer')}, {plural(trace.n_records, 'recorded step')}"
+    line = f"Trace: {counts}{span}."
     finite = [float(x) for x in trace.loss if math.isfinite(x)]
     if finite:
         line += f" Loss {finite[0]:.4g} -> {finite[-1]:.4g}."
@@ -313,7 +314,8 @@ def trace_text(trace: Trace) -> str:
 def trial_text(table: Any, steps: int) -> str:
     """The trial's heading and its table (the table renders itself, remedy names as given)."""
     head = (
-        f"Trial: baseline and {len(table) - 1} remedies, {steps} steps each on the same "
+        f"Trial: baseline and {plural(len(table) - 1, 'remedy', 'remedies')}, {steps} steps "
+        "each on the same "
         f"batches ({table.meta['optimizer']}, baseline lr {table.meta['base_lr']:g}; each "
         "remedy with the learning rate it suggests).\n"
         "grad first/last = gradient norm of the first layer / the last layer at step 0."
