@@ -294,7 +294,7 @@ def trace_text(trace: Trace) -> str:
     >>> from gradientflow.trace import Trace
     >>> print(trace_text(Trace.build(["fc1"], steps=[0, 1], grad_norm=[[0.5], [0.25]],
     ...                              loss=[2.3, 1.2])))
-    Trace: 1 layers, 2 recorded steps (steps 0-1). Loss 2.3 -> 1.2.
+    Trace: 1 layer, 2 recorded steps (steps 0-1). Loss 2.3 -> 1.2.
     <BLANKLINE>
     Per layer (input to output, latest measured values):
     depth  layer  kind    grad norm  rel update  dead  saturated
