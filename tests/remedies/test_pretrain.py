@@ -89,3 +89,17 @@ def test_bad_arguments_are_named(
     model = mlp(depth=3, width=8, n_in=8)
     with pytest.raises(GradientFlowError, match=message):
         layerwise_pretrain(model, batches or [torch.randn(16, 8)], **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_failing_stage_is_named() -> None:
+    # a BatchNorm trained on batches of one example: torch's own error, named by its stage
+    model = nn.Sequential(
+        nn.Linear(8, 8),
+        nn.BatchNorm1d(8),
+        nn.Sigmoid(),
+        nn.Linear(8, 8),
+        nn.Sigmoid(),
+        nn.Linear(8, 2),
+    )
+    with pytest.raises(GradientFlowError, match=r"stage \('0', '1', '2'\).*ValueError"):
+        layerwise_pretrain(model, [torch.randn(1, 8)] * 3, steps_per_layer=2)

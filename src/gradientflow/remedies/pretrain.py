@@ -181,8 +181,16 @@ def layerwise_pretrain(
     new.eval()  # inputs of each stage: no dropout, running norm statistics
     h = _forward(prefix, xs)
     errors = []
+    names = {id(m): name for name, m in new.named_modules()}
     for stage in stages[:-1]:
-        errors.append(_pretrain_stage(stage, h, steps, lr, noise))
+        try:
+            errors.append(_pretrain_stage(stage, h, steps, lr, noise))
+        except (RuntimeError, ValueError) as exc:  # e.g. a BatchNorm given batches of one
+            first = ", ".join(repr(names.get(id(m), "?")) for m in stage)
+            raise GradientFlowError(
+                f"layerwise_pretrain(): training the autoencoder of the stage ({first}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         for m in stage:
             m.eval()
         h = _forward(stage, h)
