@@ -79,7 +79,7 @@ def test_quick_lab_passes_every_criterion(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("GRADIENTFLOW_FULL_LAB") != "1",
-    reason="full lab over 3 seeds (about 55 minutes on 2 cores): set GRADIENTFLOW_FULL_LAB=1",
+    reason="full lab over 3 seeds (about an hour on 2 cores): set GRADIENTFLOW_FULL_LAB=1",
 )
 def test_full_lab_passes_every_criterion_on_three_seeds(tmp_path: Path) -> None:
     args = ["lab", "--seeds", "3", "--jobs", "2", "--out", str(tmp_path), "--no-progress"]
