@@ -106,6 +106,10 @@ def test_lightning_logs_saves_and_reports(tmp_path: Path) -> None:
     assert (run_dir / "report.html").is_file()
     saved = json.loads((run_dir / "diagnosis.json").read_text())
     assert saved["healthy"] == callback.diagnosis.healthy
+    # the same document as `gradientflow diagnose --out` writes: findings, meta, layers
+    assert {"verdict", "reason", "worst", "findings", "meta", "layers"} <= set(saved)
+    assert set(callback.diagnosis.to_dict()["meta"]) <= set(saved["meta"])
+    assert [row["name"] for row in saved["layers"]] == callback.monitor.trace.layer_names
     trace = Trace.load(run_dir)
     expected = callback.monitor.trace.metrics["grad_norm"]  # type: ignore[union-attr]
     np.testing.assert_array_equal(trace.metrics["grad_norm"], expected)

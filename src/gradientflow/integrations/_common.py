@@ -157,7 +157,11 @@ def save(trace: Any, diagnosis: Any, run_dir: Path, *, report: bool = True) -> N
     from gradientflow.report.html import write_html
     from gradientflow.store import write_file
 
-    document = {**diagnosis.to_dict(), "meta": json_safe(trace.meta)}
+    # the CLI's diagnosis.json (diagnose --out): the diagnosis and the per-layer summary; its
+    # meta is the trace's with the diagnosis' own entries (not_judged ...) on top
+    document = diagnosis.to_dict()
+    document["meta"] = {**json_safe(trace.meta), **document["meta"]}
+    document["layers"] = json_safe(trace.summary_rows())
     write_file(run_dir, "diagnosis.json", json.dumps(json_safe(document), indent=2))
     if report:
         write_html(trace, run_dir / "report.html", diagnosis)
