@@ -28,7 +28,8 @@ from gradientflow.store import write_file
 if TYPE_CHECKING:
     from gradientflow.recipe import Recipe
 
-#: Trial length for the demo when no step count is given: 20 epochs of digits.
+#: Trial length for the demo when no step count is given: about 21 epochs of digits (21 batches
+#: of 64 an epoch, the short last one dropped).
 DEMO_TRIAL_STEPS = 440
 EPILOG = """examples:
   gradientflow trial                                      # the demo and its prescribed remedies
@@ -70,9 +71,10 @@ def add_trial_options(p: argparse.ArgumentParser, prefix: str) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"steps per trial run (default: --steps; {DEMO_TRIAL_STEPS} = 20 epochs for the demo)"
+        help=f"steps per trial run (default: --steps; {DEMO_TRIAL_STEPS}, about 21 epochs, for "
+        "the demo)"
         if prefix != "--"
-        else f"steps per run (default 200; {DEMO_TRIAL_STEPS} = 20 epochs for the demo)",
+        else f"steps per run (default 200; {DEMO_TRIAL_STEPS}, about 21 epochs, for the demo)",
     )
     p.add_argument(
         f"{prefix}remedies",

@@ -101,8 +101,8 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled mini-batches, ``epochs`` passes, the same order for the same seed.
 
-    ``drop_last`` leaves out the short last batch of each epoch (1347 digits in batches of 64
-    leave 3: BatchNorm statistics of 3 samples are noise).
+    ``drop_last`` leaves out the short last batch of each epoch (1348 digits in batches of 64
+    leave 4: BatchNorm statistics of 4 samples are noise).
 
     >>> x, y = torch.zeros(10, 2), torch.zeros(10)
     >>> [len(b[0]) for b in batches(x, y, batch_size=4)], [len(b[0]) for b in
