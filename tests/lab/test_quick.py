@@ -1,7 +1,8 @@
 """``gradientflow lab --quick``: every experiment, two worker processes, every criterion met,
 every negative control failing its criterion.
 
-This is the lab's proof in CI (the quick lab stays under 90 s on two idle cores). It also
+This is the lab's proof in CI (the quick lab takes about 110 s on two quiet cores since
+trainability trains every cell at three learning rates; 69 s before). It also
 checks that the committed results behind the docs (docs/lab-results/quick.json) were made by
 this code: same setup, same criterion for every experiment. The full lab over three seeds does
 not fit the suite's time budget; it runs only when ``GRADIENTFLOW_FULL_LAB=1`` is set.

@@ -12,7 +12,7 @@ from typing import Any
 
 EPILOG = """examples:
   gradientflow lab                       # the full lab (about half an hour a seed on 2 cores)
-  gradientflow lab --quick               # every experiment, small budgets (about 1.5 minutes)
+  gradientflow lab --quick               # every experiment, small budgets (about 2 minutes)
   gradientflow lab mean-field residual   # just these
   gradientflow lab --list                # what there is
 """
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default: all)")
-    p.add_argument("--quick", action="store_true", help="small budgets (≈ 1.5 min)")
+    p.add_argument("--quick", action="store_true", help="small budgets (≈ 2 min on 2 cores)")
     p.add_argument("--out", default="lab-results", help="output folder (default: lab-results)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--seeds", type=int, default=1, help="run each with seeds 0..N-1 (default 1)")
