@@ -67,6 +67,24 @@ def test_recipe_with_a_train_step_and_no_loss_fn(
     assert doc["depth"] == 3 and doc["probe"] != "loss_fn"
 
 
+def test_fail_on_fails_a_model_it_could_not_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one weight layer: no flow to judge, verdict unknown; a CI gate must not read that as a pass
+    recipe = tmp_path / "r.py"
+    recipe.write_text(
+        "import torch\nfrom torch import nn\n"
+        "def recipe():\n"
+        "    data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]\n"
+        "    return {'model': nn.Linear(8, 3), 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}\n"
+    )
+    args = _parse([f"{recipe}:recipe", "--json", "--fail-on", "critical"])
+    assert args.func(args) == 1
+    assert json.loads(capsys.readouterr().out)["verdict"] == "unknown"
+    without = _parse([f"{recipe}:recipe", "--json"])
+    assert without.func(without) == 0  # without --fail-on: reported, not failed
+
+
 def test_bad_recipe_is_a_clear_error() -> None:
     args = _parse(["nowhere.py:recipe"])
     with pytest.raises(GradientFlowError, match="file not found"):

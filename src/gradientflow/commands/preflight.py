@@ -9,8 +9,8 @@ demo (a 20-layer sigmoid MLP whose gradients vanish).
     gradientflow preflight train.py:recipe --json
     gradientflow preflight train.py:recipe --fail-on warning    # for CI
 
-Exit status: 0, or 1 with ``--fail-on`` when a finding of that severity (or worse) exists;
-2 for bad input (a one-line error).
+Exit status: 0, or 1 with ``--fail-on`` when a finding of that severity (or worse) exists or
+the model could not be judged (as ``diagnose --fail-on``); 2 for bad input (a one-line error).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fail-on",
         choices=("warning", "critical"),
         default=None,
-        help="exit with status 1 when a finding of this severity or worse exists",
+        help="exit with status 1 when a finding of this severity or worse exists, or the model "
+        "could not be judged (verdict unknown)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random probe (default 0)")
 
@@ -96,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"Preflight of {what}, on its first batch, at init.\n", file=sys.stderr)
         print(pf)
     severities = {"warning": ("warning", "critical"), "critical": ("critical",)}
-    if args.fail_on and any(f.severity in severities[args.fail_on] for f in pf.findings):
+    worse = (
+        any(f.severity in severities[args.fail_on] for f in pf.findings) if args.fail_on else False
+    )
+    if args.fail_on and (worse or pf.verdict == "unknown"):
         return 1
     return 0
