@@ -14,6 +14,7 @@ import gradientflow.diagnosis
 from gradientflow.diagnosis.findings import Diagnosis, Finding
 from gradientflow.errors import GradientFlowError
 from gradientflow.report.html import render_html, write_html
+from gradientflow.trace import Trace
 from tests.report.traces import diagnosis_for, vanishing
 
 pytest.importorskip("matplotlib")
@@ -103,6 +104,12 @@ def test_layer_table_shows_latest_values(tmp_path: Path) -> None:
     assert "Healthy" in text
     widths = [int(w) for w in re.findall(r"class='bar' style='width:(\d+)px'", text)]
     assert widths == [4, 20, 36, 52, 68, 84]  # 10x per layer: even steps on the log scale
+    assert "(frozen)" not in text
+    frozen = Trace.build(["a", "b"], steps=[0], grad_norm=[[1.0, 2.0]])
+    frozen.layers[0].trainable = False  # as the terminal table: the frozen layer says so
+    html = render_html(frozen, Diagnosis([]), include_plots=False)
+    assert "<td class='name'>a <span class='muted'>(frozen)</span></td>" in html
+    assert "<td class='name'>b</td>" in html
 
 
 def test_diagnosis_defaults_to_gradientflow_diagnose(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -131,9 +131,11 @@ def layer_table_html(rows: Sequence[Mapping[str, Any]], flagged: set[str]) -> st
         width = 0 if math.isnan(lg) else 4 + round(80 * (lg - lo) / max(hi - lo, 1e-12))
         cells = "".join(f"<td>{escape(sig3(r.get(c, math.nan)))}</td>" for c, _ in cols)
         cls = " class='flagged'" if name in flagged else ""
+        # as the terminal table: a layer whose parameters are all frozen says so
+        frozen = " <span class='muted'>(frozen)</span>" if r.get("trainable") is False else ""
         out.append(
             f"<tr{cls}><td>{escape(sig3(r.get('depth', '')))}</td>"
-            f"<td class='name'>{esc(name)}</td>"
+            f"<td class='name'>{esc(name)}{frozen}</td>"
             f"<td class='text'>{esc(r.get('kind', ''))}</td>"
             f"<td class='text'><span class='bar' style='width:{width}px'></span></td>{cells}</tr>"
         )
