@@ -87,7 +87,9 @@ def test_sigmoid_nets_rank_init_down_and_defaults_fill_in() -> None:
 
 def test_healthy_diagnosis_gets_nothing_and_bad_input_errors() -> None:
     assert prescribe(Diagnosis([_finding("vanishing", "info", ["add_batchnorm"])]), mlp()) == []
-    with pytest.raises(GradientFlowError, match=r"expected a Diagnosis and an nn.Module"):
+    with pytest.raises(
+        GradientFlowError, match=r"expected a Diagnosis \(or a Preflight\) and an nn.Module"
+    ):
         prescribe("diagnosis", mlp())
 
 
@@ -113,3 +115,16 @@ def test_a_finding_naming_only_unknown_remedies_is_an_error_not_healthy() -> Non
 def test_an_unknown_severity_is_an_error_naming_it() -> None:
     with pytest.raises(GradientFlowError, match=r"severity must be one of .*got 'severe'"):
         _finding("vanishing", "severe", [])
+
+
+def test_a_preflight_is_prescribed_for_as_its_findings() -> None:
+    import torch
+
+    from gradientflow.preflight import preflight
+
+    model = mlp()  # the demo's 20-layer sigmoid MLP: vanishing at init
+    pf = preflight(model, torch.randn(64, 64))
+    expected = prescribe(Diagnosis(list(pf.findings)), model)
+    got = prescribe(pf, model)
+    assert got and [r.name for r in got] == [r.name for r in expected]
+    assert [r.why for r in got] == [r.why for r in expected]

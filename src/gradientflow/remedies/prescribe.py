@@ -25,6 +25,7 @@ Remedies that do not apply to the model (no ``nn.RNN`` for ``to_lstm``, no Seque
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -34,6 +35,9 @@ from gradientflow.errors import GradientFlowError
 from gradientflow.kinds import activation_of_module
 from gradientflow.remedies.registry import REGISTRY
 from gradientflow.remedies.remedy import Remedy
+
+if TYPE_CHECKING:
+    from gradientflow.preflight.result import Preflight
 
 SEVERITY_WEIGHT = {"critical": 3.0, "warning": 1.0, "info": 0.25}
 
@@ -60,17 +64,25 @@ def _first_sentence(text: str) -> str:
     return head if len(head) <= 160 else head[:157] + "..."
 
 
-def prescribe(diagnosis: Diagnosis, model: nn.Module, *, limit: int | None = None) -> list[Remedy]:
-    """Remedies for ``diagnosis`` that apply to ``model``, best first.
+def prescribe(
+    diagnosis: Diagnosis | Preflight, model: nn.Module, *, limit: int | None = None
+) -> list[Remedy]:
+    """Remedies for ``diagnosis`` (or a :func:`gradientflow.preflight` result: its findings at
+    init) that apply to ``model``, best first.
 
     Each returned :class:`Remedy` carries ``why`` (the findings that point to it, in words),
     ``findings`` (their kinds) and ``score``. ``limit`` (a whole number >= 0) keeps only the
     first few. A healthy diagnosis (no warning or critical finding) gets an empty list; a
     warning or critical finding whose remedy names are all unknown (a typo) is an error.
     """
+    from gradientflow.preflight.result import Preflight
+
+    if isinstance(diagnosis, Preflight):
+        diagnosis = Diagnosis(list(diagnosis.findings), reason=diagnosis.reason)
     if not isinstance(diagnosis, Diagnosis) or not isinstance(model, nn.Module):
         raise GradientFlowError(
-            "prescribe(diagnosis, model): expected a Diagnosis and an nn.Module, got "
+            "prescribe(diagnosis, model): expected a Diagnosis (or a Preflight) and an "
+            "nn.Module, got "
             f"{type(diagnosis).__name__} and {type(model).__name__}"
         )
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
