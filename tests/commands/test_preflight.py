@@ -18,6 +18,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["preflight", *argv])
 
 
+def _recipe(tmp_path: Path, *body: str) -> str:
+    """A recipe file whose ``recipe()`` runs ``body`` (lines, indented here); its spec."""
+    path = tmp_path / "r.py"
+    lines = "".join(f"    {line}\n" for line in body)
+    path.write_text(f"import torch\nfrom torch import nn\ndef recipe():\n{lines}")
+    return f"{path}:recipe"
+
+
 def test_demo_text_and_fail_on(capsys: pytest.CaptureFixture[str]) -> None:
     args = _parse(["--fail-on", "critical"])
     assert args.func(args) == 1
@@ -26,19 +34,17 @@ def test_demo_text_and_fail_on(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_recipe_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = tmp_path / "r.py"
-    recipe.write_text(
-        "import torch\nfrom torch import nn\n"
-        "def recipe():\n"
-        "    torch.manual_seed(0)\n"
-        "    m = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),\n"
-        "                      nn.Linear(64, 3))\n"
-        "    for l in m:\n"
-        "        if isinstance(l, nn.Linear): nn.init.kaiming_normal_(l.weight)\n"
-        "    data = [(torch.randn(32, 8), torch.randint(0, 3, (32,)))]\n"
-        "    return {'model': m, 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}\n"
+    spec = _recipe(
+        tmp_path,
+        "torch.manual_seed(0)",
+        "m = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),",
+        "                  nn.Linear(64, 3))",
+        "for l in m:",
+        "    if isinstance(l, nn.Linear): nn.init.kaiming_normal_(l.weight)",
+        "data = [(torch.randn(32, 8), torch.randint(0, 3, (32,)))]",
+        "return {'model': m, 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}",
     )
-    args = _parse([f"{recipe}:recipe", "--json", "--fail-on", "warning"])
+    args = _parse([spec, "--json", "--fail-on", "warning"])
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["depth"] == 3 and doc["probe"] == "loss_fn" and doc["healthy"] is True
@@ -50,18 +56,16 @@ def test_recipe_with_a_train_step_and_no_loss_fn(
 ) -> None:
     # its batches are (x, y) pairs, but without a loss_fn the probe cannot use y: preflight
     # runs on x with its own probe loss instead of refusing a target without a loss_fn
-    recipe = tmp_path / "r.py"
-    recipe.write_text(
-        "import torch\nfrom torch import nn\n"
-        "def recipe():\n"
-        "    torch.manual_seed(0)\n"
-        "    m = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),\n"
-        "                      nn.Linear(32, 3))\n"
-        "    data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]\n"
-        "    step = lambda model, b: nn.functional.cross_entropy(model(b[0]), b[1])\n"
-        "    return {'model': m, 'batches': data, 'train_step': step}\n"
+    spec = _recipe(
+        tmp_path,
+        "torch.manual_seed(0)",
+        "m = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(),",
+        "                  nn.Linear(32, 3))",
+        "data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]",
+        "step = lambda model, b: nn.functional.cross_entropy(model(b[0]), b[1])",
+        "return {'model': m, 'batches': data, 'train_step': step}",
     )
-    args = _parse([f"{recipe}:recipe", "--json"])
+    args = _parse([spec, "--json"])
     assert args.func(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["depth"] == 3 and doc["probe"] != "loss_fn"
@@ -71,17 +75,15 @@ def test_fail_on_fails_a_model_it_could_not_judge(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # one weight layer: no flow to judge, verdict unknown; a CI gate must not read that as a pass
-    recipe = tmp_path / "r.py"
-    recipe.write_text(
-        "import torch\nfrom torch import nn\n"
-        "def recipe():\n"
-        "    data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]\n"
-        "    return {'model': nn.Linear(8, 3), 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}\n"
+    spec = _recipe(
+        tmp_path,
+        "data = [(torch.randn(16, 8), torch.randint(0, 3, (16,)))]",
+        "return {'model': nn.Linear(8, 3), 'batches': data, 'loss_fn': nn.CrossEntropyLoss()}",
     )
-    args = _parse([f"{recipe}:recipe", "--json", "--fail-on", "critical"])
+    args = _parse([spec, "--json", "--fail-on", "critical"])
     assert args.func(args) == 1
     assert json.loads(capsys.readouterr().out)["verdict"] == "unknown"
-    without = _parse([f"{recipe}:recipe", "--json"])
+    without = _parse([spec, "--json"])
     assert without.func(without) == 0  # without --fail-on: reported, not failed
 
 
