@@ -226,3 +226,14 @@ def test_trial_chart_is_lenient_and_draws_the_numbers() -> None:
     assert [t.get_text() for t in loss_ax.get_yticklabels()] == ["baseline", "relu+he", "batchnorm"]
     assert any(t.get_text() == "n/a" for t in loss_ax.texts)
     assert len(plots.trial_chart([]).axes) == 1
+
+
+def test_trial_chart_labels_a_gradient_ratio_of_exactly_zero() -> None:
+    # a ratio of 0 has no bar on the log axis: like a NaN, it says what it is
+    rows = [
+        {"name": "baseline", "final_loss": 2.3, "best_loss": 2.2, "metric": 0.1, "grad_ratio": 0.0},
+        {"name": "relu", "final_loss": 0.2, "best_loss": 0.2, "metric": 0.9, "grad_ratio": 0.5},
+    ]
+    fig = plots.trial_chart(rows)
+    ratio_ax = fig.axes[2]
+    assert [t.get_text() for t in ratio_ax.texts] == ["0"]

@@ -179,8 +179,9 @@ def _trial_panel(
             best = np.array([r["best_loss"] for r in rows], dtype=np.float64)
             ax.plot(drawable(best), y, "o", color="#111111", ms=5)
     for yi, v in zip(y, values, strict=True):
-        if not math.isfinite(v):
-            text = "n/a" if math.isnan(v) else str(v)
+        # a value the bar cannot show: not finite, or a ratio of exactly 0 (a log axis)
+        if not math.isfinite(v) or (field == "grad_ratio" and v <= 0):
+            text = "n/a" if math.isnan(v) else f"{v:g}"
             ax.text(
                 0.02,
                 yi,
