@@ -237,3 +237,17 @@ def test_trial_chart_labels_a_gradient_ratio_of_exactly_zero() -> None:
     fig = plots.trial_chart(rows)
     ratio_ax = fig.axes[2]
     assert [t.get_text() for t in ratio_ax.texts] == ["0"]
+
+
+def test_a_layer_name_the_font_lacks_draws_without_warnings() -> None:
+    import warnings
+
+    from gradientflow.report.html_data import figure_to_img
+    from gradientflow.report.plots._mpl import new_figure
+
+    fig = new_figure(3, 2)
+    fig.suptitle("层 注意力")  # CJK: not in the default font, drawn as boxes
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert figure_to_img(fig, "x", "x").startswith("<img id='plot-x'")
+    assert [str(w.message) for w in seen] == []

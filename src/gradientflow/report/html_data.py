@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,13 @@ CAPTIONS: dict[str, str] = {
 def figure_to_img(fig: Figure, plot_id: str, alt: str, *, dpi: int = 96) -> str:
     """An ``<img>`` tag holding ``fig`` as an inline base64 PNG."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    with warnings.catch_warnings():
+        # a layer name in a script the font lacks (CJK) is drawn as boxes; matplotlib warns
+        # once per missing glyph, which a report is no place for
+        warnings.filterwarnings(
+            "ignore", message=r"Glyph \d+ .* missing from", category=UserWarning
+        )
+        fig.savefig(buf, format="png", dpi=dpi)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return (
         f"<img id='plot-{escape(plot_id)}' class='plot' alt='{escape(alt)}' "
