@@ -185,3 +185,14 @@ def test_an_unknown_verdict_says_why_everywhere() -> None:
     assert verdict(d) == "Verdict: UNKNOWN - recording failed at step 3."
     assert "Unknown" in verdict_html(d) and "recording failed at step 3" in verdict_html(d)
     assert diagnosis_markdown(d).startswith("### Unknown: recording failed at step 3")
+
+
+def test_a_finding_with_long_layer_names_stays_within_the_width() -> None:
+    names = [f"model.encoder.layers.{i}.attention.output.dense" for i in range(5)]
+    finding = Finding("vanishing", "critical", names, {}, "Gradients vanish.", [])
+    for color in (False, True):
+        text = terminal.render_finding(finding, color=color)
+        plain_lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+        assert max(len(line) for line in plain_lines) <= 100, plain_lines
+        assert plain_lines[0].startswith("CRITICAL vanishing  layers: model.encoder.layers.0.")
+        assert all(n in " ".join(plain_lines) for n in names)  # every name, none cut

@@ -170,8 +170,12 @@ def render_finding(finding: Finding, color: bool = False, extra: Extra | None = 
     """A finding as a block of text: header, message, evidence, remedies, extra lines."""
     wrap = textwrap.TextWrapper(width=WIDTH, initial_indent="  ", subsequent_indent="  ")
     title = f"{printable(finding.severity).upper():8s} {printable(finding.kind)}"
-    head = paint(title, finding.severity, color)
-    lines = [f"{head}  layers: {layer_list(finding.layers)}", wrap.fill(printable(finding.message))]
+    # the header wrapped like the rest (long layer names), the severity painted on its first line
+    header = textwrap.wrap(
+        f"{title}  layers: {layer_list(finding.layers)}", width=WIDTH, subsequent_indent="    "
+    )
+    header[0] = paint(title, finding.severity, color) + header[0][len(title) :]
+    lines = ["\n".join(header), wrap.fill(printable(finding.message))]
     ev = evidence_line(finding.evidence)
     if ev:
         text = textwrap.fill(
